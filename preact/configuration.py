@@ -1,0 +1,100 @@
+"""Config checks and the facts about datasets the model needs before any data is read.
+
+Everything here runs before anything is traced or compiled, so a bad config fails in a second
+with a message naming the field, not after minutes of compilation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import ml_collections
+
+from preact import networks
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    num_classes: int
+    image_shape: tuple[int, int, int]  # (H, W, C) of a training input
+
+
+DATASETS = {
+    "cifar10": DatasetInfo(10, (32, 32, 3)),
+    "cifar100": DatasetInfo(100, (32, 32, 3)),
+    "digits": DatasetInfo(10, (8, 8, 1)),
+    "imagenet2012": DatasetInfo(1000, (224, 224, 3)),
+}
+BN_STATISTICS = ("per_device", "synchronized")
+ON_DIVERGENCE = ("raise", "stop")
+BN_AXIS_NAME = "batch"  # the pmapped axis of the train step
+
+
+def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
+    """Classes and input shape; ``config.num_classes`` overrides for other TFDS datasets."""
+    info = DATASETS.get(config.dataset)
+    if config.get("num_classes") is not None:
+        size = config.get("image_size", 224)
+        shape = info.image_shape if info else (size, size, 3)
+        return DatasetInfo(config.num_classes, shape)
+    if info is None:
+        raise ValueError(
+            f"dataset {config.dataset!r} is not one of {tuple(DATASETS)}; for another TFDS "
+            "dataset set --config.num_classes"
+        )
+    return info
+
+
+def bn_axis_name(config: ml_collections.ConfigDict) -> str | None:
+    if config.bn_statistics not in BN_STATISTICS:
+        raise ValueError(
+            f"unknown bn_statistics {config.bn_statistics!r}; valid: {BN_STATISTICS}"
+        )
+    return BN_AXIS_NAME if config.bn_statistics == "synchronized" else None
+
+
+def build_model(config: ml_collections.ConfigDict) -> networks.ResNet:
+    """The network of a config, validated (raises ValueError on a bad model section)."""
+    return networks.create_model(
+        config.model,
+        num_classes=dataset_info(config).num_classes,
+        dtype=config.dtype,
+        bn_axis_name=bn_axis_name(config),
+    )
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1) -> Any:
+    """Check the whole config; return the model it describes."""
+    model = build_model(config)
+    shards = num_devices * num_processes
+    for field in ("batch_size", "eval_batch_size"):
+        value = config[field]
+        if value < 1 or value % shards:
+            raise ValueError(
+                f"{field}={value} must be a positive multiple of the device count {shards} "
+                f"({num_processes} host(s) x {num_devices} device(s))"
+            )
+    if config.num_train_steps < 1:
+        raise ValueError(f"num_train_steps must be positive, got {config.num_train_steps}")
+    if not 0 <= config.warmup_steps < config.num_train_steps:
+        raise ValueError(
+            f"warmup_steps={config.warmup_steps} must be shorter than training "
+            f"(num_train_steps={config.num_train_steps})"
+        )
+    boundaries = tuple(config.lr_boundaries_steps)
+    if list(boundaries) != sorted(boundaries) or any(
+        not config.warmup_steps <= b < config.num_train_steps for b in boundaries
+    ):
+        raise ValueError(
+            f"lr_boundaries_steps={boundaries} must be increasing, after warm-up "
+            f"({config.warmup_steps}) and before num_train_steps ({config.num_train_steps})"
+        )
+    for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+        if config[field] < 1:
+            raise ValueError(f"{field} must be positive, got {config[field]}")
+    if config.on_divergence not in ON_DIVERGENCE:
+        raise ValueError(
+            f"unknown on_divergence {config.on_divergence!r}; valid: {ON_DIVERGENCE}"
+        )
+    return model
