@@ -38,12 +38,8 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.model.family = "cifar"  # cifar | imagenet
     c.model.depth = 110
     c.model.block = "basic"  # basic (6n+2) | bottleneck (9n+2) | one_layer (3n+2)
-    c.model.unit = (
-        "full_preact"  # original | bn_after_add | relu_before_add | relu_preact
-    )
-    c.model.width = config_dict.placeholder(
-        int
-    )  # conv1 channels; None: 16 CIFAR, 64 ImageNet
+    c.model.unit = "full_preact"  # original | bn_after_add | relu_before_add | relu_preact
+    c.model.width = config_dict.placeholder(int)  # conv1 channels; None: 16 CIFAR, 64 ImageNet
     # Shortcut of a dimension-changing unit; None: the paper's (zero_pad for basic and one-layer
     # nets = option A, projection for bottleneck nets = option B).
     c.model.downsample_shortcut = config_dict.placeholder(str)
@@ -52,29 +48,19 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     #   shortcut_only_gating | conv_shortcut | dropout_shortcut
     c.model.shortcut_scale = 1.0  # lambda on the shortcut (constant_scaling)
     c.model.residual_scale = 1.0  # scale on F (constant_scaling)
-    c.model.gate_bias = config_dict.placeholder(
-        float
-    )  # b_g of the gated variants (None: -6)
+    c.model.gate_bias = config_dict.placeholder(float)  # b_g of the gated variants (None: -6)
     c.model.dropout_rate = 0.5
-    c.model.dropout_rescale = (
-        False  # False: plain masking, expected scale 0.5 as the paper says
-    )
+    c.model.dropout_rescale = False  # False: plain masking, expected scale 0.5 as the paper says
     c.model.conv_shortcut_norm = True
-    c.model.bottleneck_stride = (
-        "first_1x1"  # first_1x1 (resnet-1k-layers) | 3x3 (fb.resnet)
-    )
+    c.model.bottleneck_stride = "first_1x1"  # first_1x1 (resnet-1k-layers) | 3x3 (fb.resnet)
     c.model.scan = True  # identical units of a stage under nn.scan (fast compile)
     c.model.remat = False
-    c.model.bn_momentum = (
-        0.9  # Flax's momentum = weight of the old average = Torch's 0.1
-    )
+    c.model.bn_momentum = 0.9  # Flax's momentum = weight of the old average = Torch's 0.1
     c.model.bn_epsilon = 1e-5
     c.model.conv_init_mode = "fan_out"  # He-normal, fan-out as the authors' Torch code
 
     # Precision and devices.
-    c.dtype = (
-        "float32"  # float32 | bfloat16 (parameters and BN statistics stay float32)
-    )
+    c.dtype = "float32"  # float32 | bfloat16 (parameters and BN statistics stay float32)
     # per_device: BN statistics over each device's share of the batch, as the paper's 2-GPU runs
     # (64 images per GPU); synchronized: over the whole global batch.
     c.bn_statistics = "per_device"
@@ -89,9 +75,7 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     # True: every parameter decays (BN gamma/beta and the FC bias too), as fb.resnet.torch;
     # False: only conv and FC weights. Caffe's setting for BN is not stated (paper.md §8.9).
     c.weight_decay_all_params = True
-    c.warmup_steps = (
-        400  # Appendix: 0.01 for the first 400 iterations of every CIFAR run
-    )
+    c.warmup_steps = 400  # Appendix: 0.01 for the first 400 iterations of every CIFAR run
     c.warmup_learning_rate = 0.01
     c.lr_boundaries_steps = (32_000, 48_000)
     c.lr_decay_factor = 0.1
@@ -104,9 +88,7 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 2_000
     c.keep_checkpoints = 3
     c.progress_bar = True
-    c.on_divergence = (
-        "raise"  # raise | stop (record the failure in metrics.jsonl and stop)
-    )
+    c.on_divergence = "raise"  # raise | stop (record the failure in metrics.jsonl and stop)
 
     if recipe is not None:
         apply_recipe(c, recipe)
@@ -122,9 +104,7 @@ def torch_recipe_steps(epochs: int, batch_size: int = 64) -> int:
     return epochs * (CIFAR_TRAIN_EXAMPLES // batch_size)
 
 
-def apply_recipe(
-    c: ml_collections.ConfigDict, recipe: str
-) -> ml_collections.ConfigDict:
+def apply_recipe(c: ml_collections.ConfigDict, recipe: str) -> ml_collections.ConfigDict:
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; valid: {RECIPES}")
     if recipe == "torch":
@@ -154,9 +134,7 @@ def cifar_config(
 IMAGENET_TRAIN_EXAMPLES = 1_281_167
 
 
-def imagenet_config(
-    experiment: str, unit: str, depth: int
-) -> ml_collections.ConfigDict:
+def imagenet_config(experiment: str, unit: str, depth: int) -> ml_collections.ConfigDict:
     """The paper's ImageNet recipe (§5, Appendix; paper.md §5.2).
 
     Batch 256 (32 per GPU on 8 GPUs), lr 0.1 without warm-up, /10 at epochs 30 and 60, 90 epochs
@@ -171,9 +149,7 @@ def imagenet_config(
     c.dataset = "imagenet2012"
     c.data_source = "tfds"
     c.normalization = "per_channel"
-    c.augment = (
-        "scale_jitter"  # inception_crop for the scale + aspect ratio row (Table 5, †)
-    )
+    c.augment = "scale_jitter"  # inception_crop for the scale + aspect ratio row (Table 5, †)
     c.image_size = 224
     c.train_scale_range = (256, 480)
     c.eval_crops = ((256, 224), (320, 320))

@@ -23,8 +23,8 @@ def get_config():
     c.batch_size = 64
     c.eval_batch_size = 128
     c.warmup_steps = 0
-    c.num_train_steps = 600
-    c.lr_boundaries_steps = (400, 500)
+    c.num_train_steps = 400
+    c.lr_boundaries_steps = (250, 350)
     c.log_every_steps = 50
     c.eval_every_steps = 200
     c.checkpoint_every_steps = 200

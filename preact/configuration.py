@@ -48,9 +48,7 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
 
 def bn_axis_name(config: ml_collections.ConfigDict) -> str | None:
     if config.bn_statistics not in BN_STATISTICS:
-        raise ValueError(
-            f"unknown bn_statistics {config.bn_statistics!r}; valid: {BN_STATISTICS}"
-        )
+        raise ValueError(f"unknown bn_statistics {config.bn_statistics!r}; valid: {BN_STATISTICS}")
     return BN_AXIS_NAME if config.bn_statistics == "synchronized" else None
 
 
@@ -94,7 +92,5 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_process
         if config[field] < 1:
             raise ValueError(f"{field} must be positive, got {config[field]}")
     if config.on_divergence not in ON_DIVERGENCE:
-        raise ValueError(
-            f"unknown on_divergence {config.on_divergence!r}; valid: {ON_DIVERGENCE}"
-        )
+        raise ValueError(f"unknown on_divergence {config.on_divergence!r}; valid: {ON_DIVERGENCE}")
     return model

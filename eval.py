@@ -1,0 +1,66 @@
+r"""Evaluate a trained workdir: ``python eval.py --config=configs/preact1001.py --workdir=DIR``.
+
+Restores the latest checkpoint (or ``--step``), evaluates the whole test split (ImageNet: the
+224 crop at s=256 and the 320 crop at s=320), prints the result and writes
+``<workdir>/eval_results.json`` with ``test_error`` (percent), ``num_examples`` and ``step``.
+"""
+
+import json
+import logging
+import os
+import sys
+
+import jax
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+from preact import data, training
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def run(config, workdir: str, step: int | None = None) -> dict:
+    pipeline = data.make_pipeline(config)
+    state, restored_step, model = training.restore_for_eval(config, workdir, step)
+    p_eval_step = training.parallel(training.eval_step)
+    results: dict = {"step": restored_step, "experiment": config.experiment}
+    for i, name in enumerate(pipeline.eval_names):
+        r = training.evaluate(p_eval_step, state, pipeline.eval_batches(name))
+        if i == 0:
+            results.update(test_error=r["error"], test_loss=r["loss"],
+                           num_examples=r["num_examples"])  # fmt: skip
+            if model.num_classes >= 100:
+                results["test_top5_error"] = r["top5_error"]
+        if len(pipeline.eval_names) > 1:
+            results[name] = {k: r[k] for k in ("error", "top5_error", "loss", "num_examples")}
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, "eval_results.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(results, f, indent=2)
+        os.replace(path + ".tmp", path)
+    return results
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("jax").setLevel(logging.WARNING)
+    try:
+        results = run(_CONFIG.value, _WORKDIR.value, _STEP.value)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"step {results['step']}: test_error {results['test_error']:.2f}% "
+          f"on {results['num_examples']} examples")  # fmt: skip
+    for name, r in results.items():
+        if isinstance(r, dict):
+            print(f"  {name}: error {r['error']:.2f}%, top-5 {r['top5_error']:.2f}%")
+
+
+if __name__ == "__main__":
+    app.run(main)

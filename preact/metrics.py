@@ -1,0 +1,86 @@
+"""Run logs: ``<workdir>/metrics.jsonl`` (one JSON object per line) and a progress line.
+
+Errors are in percent, as the paper reports them. Only process 0 of a multi-host run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from typing import Any, TextIO
+
+
+class MetricsWriter:
+    """Appends ``{"step": ..., <scalars>}`` lines to ``<workdir>/metrics.jsonl``."""
+
+    def __init__(self, workdir: str, *, enabled: bool = True) -> None:
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = enabled
+
+    def truncate_after(self, step: int) -> None:
+        """On resume, drop records of steps past the restored checkpoint (they will be redone)."""
+        if not self.enabled or not os.path.exists(self.path):
+            return
+        with open(self.path) as f:
+            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(kept)
+        os.replace(tmp, self.path)
+
+    def write(self, step: int, scalars: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        record = {"step": int(step)}
+        record.update({k: _scalar(v) for k, v in scalars.items()})
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir_or_file: str) -> list[dict[str, Any]]:
+    path = workdir_or_file
+    if os.path.isdir(path):
+        path = os.path.join(path, "metrics.jsonl")
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (str, bool, int)):
+        return value
+    value = float(value)
+    return value if math.isfinite(value) else str(value)
+
+
+class Progress:
+    """``step 1200/64000 | loss 0.512 | 8123 img/s | ETA 2:03:11`` on stderr.
+
+    Rewritten in place on a terminal; one line per update otherwise (logs of batch jobs).
+    """
+
+    def __init__(self, total_steps: int, *, enabled: bool = True, stream: TextIO | None = None):
+        self.total = total_steps
+        self.enabled = enabled
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+
+    def update(self, step: int, loss: float, images_per_sec: float, steps_per_sec: float) -> None:
+        if not self.enabled:
+            return
+        remaining = (self.total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
+        eta = time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?"
+        days = int(remaining // 86400) if math.isfinite(remaining) else 0
+        if days:
+            eta = f"{days}d {eta}"
+        line = (f"step {step}/{self.total} | loss {loss:.4f} | {images_per_sec:,.0f} img/s "
+                f"| ETA {eta}")  # fmt: skip
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def message(self, text: str) -> None:
+        if self.enabled:
+            self.stream.write(("\n" if self.tty else "") + text + "\n")
+            self.stream.flush()

@@ -1,0 +1,357 @@
+"""Train state, the train and eval steps, the one place they are mapped over devices, the loop.
+
+The train step is a pure function of (state, batch): gradients, BN running statistics and metrics
+are averaged over devices with ``lax.pmean``, and the state stays unreplicated (``in_axes=None``),
+as in Flax's ImageNet example. BatchNorm's batch statistics are per device (what the paper's
+2-GPU runs did: 64 images per GPU) or synchronized over the whole batch, by
+``config.bn_statistics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from preact import checkpointing, configuration, optim
+from preact import metrics as metrics_lib
+
+log = logging.getLogger(__name__)
+
+AXIS = configuration.BN_AXIS_NAME  # the device axis of the mapped steps
+
+
+class TrainState(train_state.TrainState):
+    batch_stats: Any = None
+
+
+class DivergenceError(RuntimeError):
+    """A non-finite loss or gradient (the "fail" rows of Table 1 may end this way)."""
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...]
+) -> TrainState:
+    rng = jax.random.key(config.seed)
+
+    @jax.jit
+    def init() -> TrainState:
+        x = jnp.zeros((1, *image_shape), jnp.float32)
+        variables = model.init({"params": rng, "dropout": rng}, x, train=False)
+        params = variables["params"]
+        return TrainState.create(
+            apply_fn=model.apply,
+            params=params,
+            tx=optim.create_optimizer(config, params),
+            batch_stats=variables.get("batch_stats", {}),
+        )
+
+    return init()
+
+
+def abstract_train_state(
+    config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...]
+) -> TrainState:
+    """The state's shapes and dtypes, for restoring without initializing."""
+    return jax.eval_shape(lambda: create_train_state(config, model, image_shape))
+
+
+def train_step(
+    state: TrainState,
+    batch: dict[str, jax.Array],
+    *,
+    learning_rate_fn: Callable[[Any], Any],
+    seed: int,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One SGD step on this device's share of the batch; call it through :func:`parallel`."""
+    # Dropout (the dropout-shortcut variant) draws from (seed, step, device): a pure function of
+    # the step, so a resumed run draws the same masks.
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), state.step),
+                             jax.lax.axis_index(AXIS))  # fmt: skip
+
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[Any, jax.Array]]:
+        logits, new_model_state = state.apply_fn(
+            {"params": params, "batch_stats": state.batch_stats},
+            batch["image"],
+            train=True,
+            mutable=["batch_stats"],
+            rngs={"dropout": rng},
+        )
+        # The data loss only, as Caffe reports it; weight decay lives in the optimizer.
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        return loss, (new_model_state["batch_stats"], logits)
+
+    (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    grads = jax.lax.pmean(grads, AXIS)
+    # Synchronized BN already gives every device the same statistics; with per-device statistics
+    # the running averages differ and the state keeps their mean.
+    batch_stats = jax.lax.pmean(batch_stats, AXIS)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+
+    loss = jax.lax.pmean(loss, AXIS)
+    error = jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch["label"]), AXIS)
+    finite = jnp.isfinite(loss) & jnp.all(
+        jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
+    )
+    # A non-finite step leaves the state as it was, so a diverged state is never saved.
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+    metrics = {
+        "train_loss": loss,
+        "train_error": 100.0 * error,
+        "learning_rate": learning_rate_fn(state.step),
+        "finite": finite,
+    }
+    return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Sums over this device's (padded) share of an eval batch, summed over devices."""
+    logits = state.apply_fn(
+        {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
+    )
+    mask = batch["mask"]
+    labels = batch["label"]
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    top1 = jnp.argmax(logits, -1) == labels
+    k = min(5, logits.shape[-1])
+    topk = jnp.any(jax.lax.top_k(logits, k)[1] == labels[:, None], axis=-1)
+    sums = {
+        "loss": jnp.sum(loss * mask),
+        "errors": jnp.sum((~top1) * mask),
+        "top5_errors": jnp.sum((~topk) * mask),
+        "count": jnp.sum(mask),
+    }
+    return jax.lax.psum(sums, AXIS)
+
+
+def parallel(fn: Callable[..., Any], devices: list[Any] | None = None) -> Callable[..., Any]:
+    """The one place steps are mapped over devices: state unreplicated, batch split on axis 0.
+
+    ``devices=None`` maps over every device of every process (each host feeds its local ones).
+    """
+    return jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=None, devices=devices)
+
+
+def make_train_step(config: ml_collections.ConfigDict, devices: list[Any] | None = None):
+    step = functools.partial(
+        train_step, learning_rate_fn=optim.learning_rate_schedule(config), seed=config.seed
+    )
+    return parallel(step, devices)
+
+
+def evaluate(
+    p_eval_step: Callable[..., Any], state: TrainState, batches: Iterator[dict[str, Any]]
+) -> dict[str, float]:
+    """Loss and error (percent) over every example of an eval split, each counted once."""
+    totals: dict[str, float] = {}
+    for batch in batches:
+        sums = jax.device_get(p_eval_step(state, batch))
+        for k, v in sums.items():
+            totals[k] = totals.get(k, 0.0) + float(v)
+    count = totals.get("count", 0.0)
+    if count == 0:
+        raise ValueError("the eval split produced no examples")
+    return {
+        "loss": totals["loss"] / count,
+        "error": 100.0 * totals["errors"] / count,
+        "top5_error": 100.0 * totals["top5_errors"] / count,
+        "num_examples": int(round(count)),
+    }
+
+
+def eval_metrics(
+    p_eval_step: Callable[..., Any], state: TrainState, pipeline: Any, num_classes: int
+) -> dict[str, float]:
+    """``test_loss``, ``test_error`` (and top-5 for ImageNet-sized heads) for each eval split."""
+    out: dict[str, float] = {}
+    for name in pipeline.eval_names:
+        result = evaluate(p_eval_step, state, pipeline.eval_batches(name))
+        prefix = "test" if name == pipeline.eval_names[0] else name
+        out[f"{prefix}_loss"] = result["loss"]
+        out[f"{prefix}_error"] = result["error"]
+        if num_classes >= 100:
+            out[f"{prefix}_top5_error"] = result["top5_error"]
+        if name != "test" and prefix == "test":
+            out[f"{name}_error"] = result["error"]
+    return out
+
+
+class StopSignal:
+    """SIGTERM or SIGINT asks the loop to finish its step, checkpoint and stop; a second signal
+    exits at once (the default handler is put back after the first)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignal:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            # Outside the main thread signals cannot be caught; the loop then runs without.
+            with contextlib.suppress(ValueError):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = signum
+        signal.signal(signum, signal.SIG_DFL)
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class Stopped(Exception):
+    """Training stopped by a signal after writing a checkpoint; ``exit_code`` is 128 + signal."""
+
+    def __init__(self, signum: int, step: int, path: str) -> None:
+        self.signum, self.step, self.path = signum, step, path
+        self.exit_code = 128 + signum
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {path}"
+        )
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    path = os.path.join(workdir, "config.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+    os.replace(tmp, path)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluating on the
+    whole test split every ``eval_every_steps`` and at the end. Returns the last metrics."""
+    from preact import data  # imported here so the model zoo works without the data stack
+
+    # Every check runs before anything is compiled or written.
+    num_devices, num_processes = jax.local_device_count(), jax.process_count()
+    model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
+    pipeline = data.make_pipeline(config)
+    if pipeline.num_classes != model.num_classes:
+        raise ValueError(
+            f"dataset {config.dataset!r} has {pipeline.num_classes} classes but the model has "
+            f"{model.num_classes}; set --config.num_classes={pipeline.num_classes}"
+        )
+    is_main = jax.process_index() == 0
+    if is_main:
+        os.makedirs(workdir, exist_ok=True)
+    checkpoints = checkpointing.Checkpointer(workdir, config)
+    checkpoints.check_identity()
+
+    state = create_train_state(config, model, pipeline.image_shape)
+    restored = checkpoints.restore(state)
+    writer = metrics_lib.MetricsWriter(workdir, enabled=is_main)
+    progress = metrics_lib.Progress(config.num_train_steps, enabled=is_main and config.progress_bar)
+    start_step = 0
+    if restored is not None:
+        state, start_step = restored
+        writer.truncate_after(start_step)
+        progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
+    if is_main:
+        _write_config(workdir, config)
+
+    p_train_step = make_train_step(config)
+    p_eval_step = parallel(eval_step)
+    images_per_step = config.batch_size
+    last: dict[str, Any] = {"step": start_step}
+    step = start_step
+    pending: list[dict[str, jax.Array]] = []
+    window_start, window_step = time.perf_counter(), step
+
+    def checkpoint(at: int) -> str:
+        return checkpoints.save(at, state)
+
+    with StopSignal() as stop:
+        while step < config.num_train_steps:
+            batch = pipeline.train_batch(step)
+            state, metrics = p_train_step(state, batch)
+            pending.append(metrics)
+            step += 1
+            at_log = step % config.log_every_steps == 0 or step == config.num_train_steps
+            at_eval = step % config.eval_every_steps == 0 or step == config.num_train_steps
+            at_ckpt = step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+
+            if at_log or at_eval or at_ckpt or stop.received:
+                host = jax.device_get(pending)
+                pending = []
+                bad = [i for i, m in enumerate(host) if not bool(m["finite"])]
+                if bad:
+                    failed_step = step - len(host) + bad[0]
+                    message = _divergence_message(failed_step, host[bad[0]], checkpoints)
+                    if config.on_divergence == "stop":
+                        writer.write(failed_step, {"diverged": True})
+                        progress.message(message)
+                        last = {"step": failed_step, "diverged": True}
+                        break
+                    raise DivergenceError(message)
+                now = time.perf_counter()
+                elapsed = max(now - window_start, 1e-9)
+                steps_per_sec = (step - window_step) / elapsed
+                scalars = {
+                    k: float(np.mean([m[k] for m in host])) for k in ("train_loss", "train_error")
+                }
+                scalars["learning_rate"] = float(host[-1]["learning_rate"])
+                scalars["images_per_sec"] = steps_per_sec * images_per_step
+                if at_eval:
+                    scalars.update(eval_metrics(p_eval_step, state, pipeline, model.num_classes))
+                writer.write(step, scalars)
+                last = {"step": step, **scalars}
+                progress.update(step, scalars["train_loss"], scalars["images_per_sec"],
+                                steps_per_sec)  # fmt: skip
+                if at_eval:
+                    progress.message(
+                        f"step {step}: test_error {scalars['test_error']:.2f}% "
+                        f"test_loss {scalars['test_loss']:.4f}"
+                    )
+                if at_ckpt or stop.received:
+                    path = checkpoint(step)
+                if stop.received:
+                    checkpoints.close()
+                    progress.message(f"stopped at step {step}; checkpoint written to {path}")
+                    raise Stopped(stop.received, step, path)
+                window_start, window_step = time.perf_counter(), step
+    checkpoints.close()
+    return last
+
+
+def _divergence_message(step: int, metrics: dict[str, Any], checkpoints: Any) -> str:
+    steps = checkpoints.steps()
+    where = (f"the last good checkpoint is step {steps[0]} in {checkpoints.directory}"
+             if steps else "no checkpoint was written yet")  # fmt: skip
+    return (
+        f"training diverged at step {step}: loss {float(metrics['train_loss'])} "
+        f"(non-finite loss or gradient; the update was not applied); {where}"
+    )
+
+
+def restore_for_eval(
+    config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> tuple[TrainState, int, Any]:
+    """The model of ``config`` and the state of a workdir's latest (or given) checkpoint."""
+    model = configuration.build_model(config)
+    checkpoints = checkpointing.Checkpointer(workdir, config, read_only=True)
+    checkpoints.check_identity()
+    steps = checkpoints.steps()
+    if not steps:
+        raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}; train first")
+    info = configuration.dataset_info(config)
+    abstract = abstract_train_state(config, model, info.image_shape)
+    if step is not None and step not in steps:
+        raise ValueError(f"no checkpoint at step {step} in {checkpoints.directory}; "
+                         f"available: {sorted(steps)}")  # fmt: skip
+    state, restored_step = checkpoints.restore(abstract, step=step)
+    checkpoints.close()
+    return state, restored_step, model

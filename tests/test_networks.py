@@ -1,0 +1,281 @@
+"""The networks pin the paper's architecture: depth, parameter counts, projections, final BN-ReLU,
+scanned == unrolled, and every bad spec raises before anything is traced."""
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from preact import networks, units
+
+
+def abstract_params(model, shape=(1, 32, 32, 3)):
+    x = jnp.zeros(shape)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))["params"]
+
+
+# (depth, block, unit) -> (total params with BN, paper count without BN), CIFAR-10 head.
+PARAM_COUNTS = {
+    (110, "basic", "full_preact"): (1_727_962, 1_719_866),  # Table 4: 1.7M
+    (110, "basic", "original"): (1_727_962, 1_719_866),
+    (110, "one_layer", "full_preact"): (1_727_962, 1_719_866),
+    (164, "bottleneck", "full_preact"): (1_703_258, 1_679_034),  # Table 4: 1.7M
+    (164, "bottleneck", "original"): (1_704_154, 1_679_034),  # + BN on the 3 projections
+    (1001, "bottleneck", "full_preact"): (10_327_706, 10_178_490),  # Table 4: 10.2M
+    (1202, "basic", "original"): (19_421_274, 19_331_642),  # Table 4: 19.4M
+}
+
+
+@pytest.mark.parametrize("spec", list(PARAM_COUNTS))
+def test_parameter_counts_match_the_paper(spec):
+    depth, block, unit = spec
+    model = networks.cifar_resnet(depth, block=block, unit=unit, num_classes=10)
+    params = abstract_params(model)
+    assert (networks.count_params(params), networks.count_paper_params(params)) == PARAM_COUNTS[
+        spec
+    ]
+    assert model.paper_depth() == depth
+
+
+def test_imagenet_parameter_counts():
+    # ResNet-50 (original) has the 25,557,032 parameters of the reference implementations.
+    r50 = networks.imagenet_resnet(50, unit="original", num_classes=1000)
+    assert networks.count_params(abstract_params(r50, (1, 224, 224, 3))) == 25_557_032
+    r200 = networks.imagenet_resnet(200, unit="full_preact", num_classes=1000)
+    assert networks.count_params(abstract_params(r200, (1, 224, 224, 3))) == 64_666_152
+    assert r200.stage_sizes == (3, 24, 36, 3)
+    assert networks.imagenet_resnet(152, num_classes=10).stage_sizes == (3, 8, 36, 3)
+
+
+@pytest.mark.parametrize("depth", sorted(networks.IMAGENET_DEPTHS))
+@pytest.mark.parametrize("unit", ["original", "full_preact"])
+def test_imagenet_output_shape_at_224_and_320(depth, unit):
+    model = networks.imagenet_resnet(depth, unit=unit, num_classes=7, width=8)
+    for size in (224, 320):  # fully convolutional: the 320 test crop of Table 5
+        out = jax.eval_shape(
+            lambda x, m=model: m.init_with_output(jax.random.key(0), x, train=False)[0],
+            jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32),
+        )
+        assert out.shape == (2, 7) and out.dtype == jnp.float32
+    assert model.paper_depth() == depth
+
+
+def test_imagenet_net_runs_on_a_320_crop():
+    model = networks.imagenet_resnet(18, unit="full_preact", num_classes=5, width=4)
+    x = jnp.ones((1, 320, 320, 3))
+    variables = model.init(jax.random.key(0), jnp.ones((1, 224, 224, 3)), train=False)
+    chex.assert_shape(model.apply(variables, x, train=False), (1, 5))
+
+
+TINY = {"basic": 8, "bottleneck": 11, "one_layer": 5}  # n = 1 ... and n = 2 below
+TINY2 = {"basic": 14, "bottleneck": 20, "one_layer": 8}
+
+
+@pytest.mark.parametrize("unit", list(units.UNITS))
+@pytest.mark.parametrize("block", units.BLOCKS)
+def test_scanned_and_unrolled_networks_agree(unit, block):
+    scanned = networks.cifar_resnet(TINY2[block], block=block, unit=unit, num_classes=10, width=4)
+    unrolled = scanned.clone(scan=False)
+    x = jax.random.normal(jax.random.key(1), (4, 16, 16, 3))
+    v_unrolled = unrolled.init(jax.random.key(0), x, train=False)
+    v_scanned = networks.scan_variables(v_unrolled)
+    reference = jax.eval_shape(lambda: scanned.init(jax.random.key(0), x, train=False))
+    chex.assert_trees_all_equal_shapes(v_scanned, reference)
+
+    for train in (True, False):
+        y_u, s_u = unrolled.apply(v_unrolled, x, train=train, mutable=["batch_stats"])
+        y_s, s_s = scanned.apply(v_scanned, x, train=train, mutable=["batch_stats"])
+        np.testing.assert_allclose(y_u, y_s, atol=1e-5, rtol=1e-5)
+        chex.assert_trees_all_close(networks.scan_variables(s_u), s_s, atol=1e-5, rtol=1e-5)
+    chex.assert_shape(y_s, (4, 10))
+
+
+@pytest.mark.parametrize("remat", [False, True])
+def test_remat_computes_the_same_gradients(remat):
+    base = networks.cifar_resnet(14, block="basic", num_classes=10, width=4)
+    x = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+    variables = base.init(jax.random.key(0), x, train=False)
+
+    def grads(model):
+        def loss(p):
+            out, _ = model.apply({**variables, "params": p}, x, train=True,
+                                 mutable=["batch_stats"])  # fmt: skip
+            return jnp.sum(out**2)
+
+        return jax.grad(loss)(variables["params"])
+
+    chex.assert_trees_all_close(grads(base), grads(base.clone(remat=remat)), atol=1e-6)
+
+
+@pytest.mark.parametrize("unit", list(units.UNITS))
+@pytest.mark.parametrize("block", units.BLOCKS)
+def test_network_output_shape_every_variant(unit, block):
+    model = networks.cifar_resnet(TINY[block], block=block, unit=unit, num_classes=10, width=4)
+    x = jnp.ones((3, 16, 16, 3))
+    variables = model.init(jax.random.key(0), x, train=False)
+    logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    chex.assert_shape(logits, (3, 10))
+    chex.assert_tree_all_finite(logits)
+
+
+@pytest.mark.parametrize(
+    "variant,extra",
+    [
+        ("constant_scaling", dict(shortcut_scale=0.5, residual_scale=0.5)),
+        ("constant_scaling", dict(shortcut_scale=0.0)),
+        ("exclusive_gating", dict(gate_bias=-6.0)),
+        ("shortcut_only_gating", dict(gate_bias=0.0)),
+        ("conv_shortcut", {}),
+        ("dropout_shortcut", {}),
+    ],
+)
+def test_table1_networks(variant, extra):
+    model = networks.cifar_resnet(14, block="basic", unit="original", shortcut_variant=variant,
+                                  num_classes=10, width=4, **extra)  # fmt: skip
+    x = jnp.ones((2, 16, 16, 3))
+    rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+    variables = model.init(rngs, x, train=False)
+    logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"],
+                            rngs={"dropout": jax.random.key(2)})  # fmt: skip
+    chex.assert_shape(logits, (2, 10))
+    params = flax.traverse_util.flatten_dict(variables["params"], sep="/")
+    if variant == "conv_shortcut":  # every unit, the dimension-changing ones included
+        assert {k for k in params if "conv_shortcut" in k} == {
+            f"stage{s}/{u}/conv_shortcut/kernel"
+            for s in (1, 2, 3)
+            for u in ("unit01", "units/unit")
+        }
+    if "gating" in variant:
+        bias = params["stage2/units/unit/conv_gate/bias"]
+        np.testing.assert_array_equal(bias, extra["gate_bias"])
+
+
+def test_projections_only_where_dimensions_change():
+    preact164 = flax.traverse_util.flatten_dict(
+        abstract_params(networks.cifar_resnet(164, block="bottleneck", num_classes=10)), sep="/"
+    )
+    projections = sorted(k.rsplit("/", 1)[0] for k in preact164 if "proj" in k)
+    assert projections == ["stage1/unit01/conv_proj", "stage2/unit01/conv_proj",
+                           "stage3/unit01/conv_proj"]  # fmt: skip
+    assert preact164["stage2/unit01/conv_proj/kernel"].shape == (1, 1, 64, 128)
+    preact110 = abstract_params(networks.cifar_resnet(110, block="basic", num_classes=10))
+    assert not [k for k in flax.traverse_util.flatten_dict(preact110, sep="/") if "proj" in k]
+    projected = networks.cifar_resnet(20, block="basic", num_classes=10,
+                                      downsample_shortcut="projection")  # fmt: skip
+    flat = flax.traverse_util.flatten_dict(abstract_params(projected), sep="/")
+    assert sorted(k for k in flat if "proj" in k) == [
+        "stage2/unit01/conv_proj/kernel", "stage3/unit01/conv_proj/kernel"]  # fmt: skip
+
+
+def test_first_and_last_unit_follow_the_appendix():
+    """Pre-act: conv1 has no BN of its own (the first unit's shared BN-ReLU plays that role) and
+    an extra BN-ReLU follows the last addition; original: conv1-BN-ReLU and no final BN."""
+    pre = abstract_params(networks.cifar_resnet(20, block="basic", num_classes=10))
+    assert "norm1" not in pre and "norm_final" in pre
+    orig = abstract_params(networks.cifar_resnet(20, block="basic", unit="original",
+                                                 num_classes=10))  # fmt: skip
+    assert "norm1" in orig and "norm_final" not in orig
+
+
+@pytest.mark.parametrize("unit", ["full_preact", "relu_preact"])
+def test_final_activation_before_pooling(unit):
+    """Appendix: an extra activation after the last addition. With an identity head the logits
+    are the pooled features: the final ReLU makes them >= 0, and for full pre-activation a very
+    negative shift in ``norm_final`` (BN, then ReLU) zeroes them."""
+    model = networks.cifar_resnet(8, block="basic", unit=unit, num_classes=16, width=4)
+    x = jax.random.normal(jax.random.key(3), (8, 8, 8, 3)) * 3
+    variables = flax.core.unfreeze(model.init(jax.random.key(0), x, train=False))
+    variables["params"]["head"] = {"kernel": jnp.eye(16), "bias": jnp.zeros(16)}
+    logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert bool(jnp.all(logits >= 0)) and bool(jnp.any(logits > 0))
+    if unit == "full_preact":
+        variables["params"]["norm_final"]["bias"] = jnp.full(16, -100.0)
+        logits, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        np.testing.assert_array_equal(logits, 0.0)
+
+
+def test_dtype_bfloat16_keeps_float32_state_and_logits():
+    model = networks.cifar_resnet(8, block="basic", num_classes=10, width=4, dtype=jnp.bfloat16)
+    x = jnp.ones((2, 8, 8, 3))
+    variables = model.init(jax.random.key(0), x, train=False)
+    logits, state = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    assert logits.dtype == jnp.float32
+    for leaf in jax.tree.leaves((variables, state)):
+        assert leaf.dtype == jnp.float32
+
+
+def test_train_is_keyword_only_without_default():
+    model = networks.cifar_resnet(8, block="basic", num_classes=10, width=4)
+    x = jnp.ones((1, 8, 8, 3))
+    variables = model.init(jax.random.key(0), x, train=False)
+    with pytest.raises(TypeError):
+        model.apply(variables, x)
+    with pytest.raises(TypeError):
+        model.apply(variables, x, True)
+
+
+def test_bn_axis_name_is_a_field():
+    model = networks.cifar_resnet(8, block="basic", num_classes=10, width=4, bn_axis_name="devs")
+    x = jnp.ones((2, 1, 8, 8, 3))
+    variables = model.init(jax.random.key(0), x[0], train=False)  # no axis at init in eval mode
+    apply = jax.pmap(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"])[0],
+                     axis_name="devs", in_axes=(None, 0), devices=jax.devices()[:2])  # fmt: skip
+    chex.assert_shape(apply(variables, x), (2, 1, 10))
+
+
+# --- bad input: ValueError naming the valid choices, before anything is traced ---------------
+
+
+@pytest.mark.parametrize(
+    "depth,block,nearest",
+    [
+        (100, "bottleneck", "92, 101"),
+        (111, "basic", "110, 116"),
+        (3, "basic", "8"),
+        (109, "one_layer", "107, 110"),
+    ],  # fmt: skip
+)
+def test_impossible_cifar_depth(depth, block, nearest):
+    with pytest.raises(ValueError, match=f"nearest valid depths: {nearest}$"):
+        networks.cifar_resnet(depth, block=block, num_classes=10)
+
+
+def test_imagenet_depth_not_in_table():
+    with pytest.raises(
+        ValueError, match=r"valid: \[18, 34, 50, 101, 152, 200\] \(nearest: 152, 200\)"
+    ):
+        networks.imagenet_resnet(164, num_classes=1000)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(unit="preact"), "unknown unit 'preact'; valid: .*full_preact"),
+        (dict(block="wide"), "unknown block 'wide'; valid"),
+        (dict(shortcut_variant="highway", unit="original"), "unknown shortcut_variant 'highway'"),
+        (dict(downsample_shortcut="C"), "unknown downsample_shortcut 'C'; valid"),
+        (dict(gate_bias=-6.0, unit="original"), "gate_bias is set but shortcut_variant 'identity'"),
+        (dict(gate_bias=-6.0, unit="original", shortcut_variant="conv_shortcut"), "has no gate"),
+        (dict(shortcut_variant="exclusive_gating"), "Table 1 variant of the original unit"),
+        (dict(shortcut_scale=0.5, unit="original"), "constant_scaling' only"),
+        (dict(dtype=jnp.float16), "unknown dtype"),
+    ],
+)
+def test_bad_spec_raises_before_tracing(kwargs, match):
+    block = kwargs.pop("block", "basic")
+    with pytest.raises(ValueError, match=match):
+        networks.cifar_resnet(20, block=block, num_classes=10, **kwargs)
+
+
+def test_create_model_from_config_section():
+    from configs import preact1001
+
+    config = preact1001.get_config()
+    model = networks.create_model(config.model, num_classes=10, dtype="bfloat16")
+    assert (model.stage_sizes, model.block, model.downsample_shortcut) == (
+        (111, 111, 111), "bottleneck", "projection")  # fmt: skip
+    assert model.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype 'float64'"):
+        networks.create_model(config.model, num_classes=10, dtype="float64")
