@@ -67,7 +67,7 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
 
     # Optimization: SGD with momentum, coupled L2 weight decay.
     c.batch_size = 128  # global, over all devices and hosts
-    c.eval_batch_size = 500
+    c.eval_batch_size = 512  # any multiple of the device count; the last batch is padded
     c.learning_rate = 0.1
     c.momentum = 0.9
     c.nesterov = False
@@ -159,7 +159,7 @@ def imagenet_config(experiment: str, unit: str, depth: int) -> ml_collections.Co
     c.model.block = "bottleneck"
     c.model.depth = depth
     c.batch_size = 256
-    c.eval_batch_size = 250
+    c.eval_batch_size = 256
     c.warmup_steps = 0
     c.lr_boundaries_steps = (30 * steps_per_epoch, 60 * steps_per_epoch)
     c.num_train_steps = 90 * steps_per_epoch

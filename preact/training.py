@@ -144,6 +144,14 @@ def parallel(fn: Callable[..., Any], devices: list[Any] | None = None) -> Callab
     return jax.pmap(fn, axis_name=AXIS, in_axes=(None, 0), out_axes=None, devices=devices)
 
 
+def replicate(tree: Any, devices: list[Any] | None = None) -> Any:
+    """Place ``tree`` on every device as the mapped steps return it, so that the first call and
+    every later one see the same input sharding and the step compiles exactly once."""
+    devices = list(devices if devices is not None else jax.devices())
+    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+    return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+
 def make_train_step(config: ml_collections.ConfigDict, devices: list[Any] | None = None):
     step = functools.partial(
         train_step, learning_rate_fn=optim.learning_rate_schedule(config), seed=config.seed
@@ -262,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
     if is_main:
         _write_config(workdir, config)
+    state = replicate(state)
 
     p_train_step = make_train_step(config)
     p_eval_step = parallel(eval_step)

@@ -1,0 +1,232 @@
+"""The train step, the schedule, the optimizer, the loop and its entry points."""
+
+import functools
+import json
+import os
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import default
+from preact import configuration, optim, training
+from tests.helpers import TINY_FLAGS, run_script, tiny_config
+
+
+def test_paper_schedule_in_iterations():
+    lr = optim.learning_rate_schedule(default.get_config())
+    got = {s: float(lr(s)) for s in (0, 399, 400, 31999, 32000, 47999, 48000, 63999)}
+    expected = {0: 0.01, 399: 0.01, 400: 0.1, 31999: 0.1, 32000: 0.01, 47999: 0.01,
+                48000: 0.001, 63999: 0.001}  # fmt: skip
+    for step, value in expected.items():
+        assert got[step] == pytest.approx(value, rel=1e-6), step
+
+
+def test_torch_recipe_schedule():
+    c = default.get_config("torch")
+    assert (c.batch_size, c.nesterov, c.warmup_steps) == (64, True, 0)
+    assert c.num_train_steps == 200 * 781
+    lr = optim.learning_rate_schedule(c)
+    assert float(lr(0)) == pytest.approx(0.1)
+    assert float(lr(80 * 781 - 1)) == pytest.approx(0.1)
+    assert float(lr(80 * 781)) == pytest.approx(0.01)
+    assert float(lr(121 * 781)) == pytest.approx(0.001)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+@pytest.mark.parametrize("all_params", [True, False])
+def test_sgd_matches_hand_computed_update(nesterov, all_params):
+    """Coupled L2: v = m v + (g + wd w); w -= lr v (Nesterov: w -= lr (g + wd w + m v))."""
+    c = tiny_config(weight_decay=0.1, momentum=0.9, nesterov=nesterov, warmup_steps=0,
+                    learning_rate=0.5, weight_decay_all_params=all_params)  # fmt: skip
+    params = {"conv": {"kernel": jnp.array([1.0, -2.0])}, "norm": {"scale": jnp.array([3.0])}}
+    tx = optim.create_optimizer(c, params)
+    opt_state = tx.init(params)
+    grads = [
+        {"conv": {"kernel": jnp.array([0.5, 0.25])}, "norm": {"scale": jnp.array([1.0])}},
+        {"conv": {"kernel": jnp.array([-1.0, 2.0])}, "norm": {"scale": jnp.array([0.5])}},
+    ]
+    w = {k: np.asarray(v, np.float64) for k, v in
+         {"kernel": params["conv"]["kernel"], "scale": params["norm"]["scale"]}.items()}  # fmt: skip
+    v = {k: np.zeros_like(x) for k, x in w.items()}
+    for g in grads:
+        updates, opt_state = tx.update(g, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        flat_g = {
+            "kernel": np.asarray(g["conv"]["kernel"]),
+            "scale": np.asarray(g["norm"]["scale"]),
+        }
+        for k in w:
+            decay = 0.1 if (all_params or k == "kernel") else 0.0
+            d = flat_g[k] + decay * w[k]
+            v[k] = 0.9 * v[k] + d
+            step = d + 0.9 * v[k] if nesterov else v[k]
+            w[k] = w[k] - 0.5 * step
+    np.testing.assert_allclose(params["conv"]["kernel"], w["kernel"], rtol=1e-6)
+    np.testing.assert_allclose(params["norm"]["scale"], w["scale"], rtol=1e-6)
+
+
+def _state_and_batch(config, global_batch=16):
+    model = configuration.build_model(config)
+    state = training.create_train_state(config, model, (8, 8, 1))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(global_batch, 8, 8, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, size=(global_batch,)).astype(np.int32)
+    return state, images, labels
+
+
+def _split(images, labels, devices):
+    n = len(devices)
+    return {"image": images.reshape(n, -1, *images.shape[1:]), "label": labels.reshape(n, -1)}
+
+
+def test_eight_devices_equal_one_with_synchronized_bn():
+    config = tiny_config(bn_statistics="synchronized")
+    state, images, labels = _state_and_batch(config)
+    outs = {}
+    for n in (1, 8):
+        devices = jax.devices()[:n]
+        step = training.make_train_step(config, devices)
+        s, m = state, None
+        for _ in range(2):
+            s, m = step(s, _split(images, labels, devices))
+        outs[n] = jax.device_get((s.params, s.batch_stats, s.opt_state, m))
+    chex.assert_trees_all_close(outs[1], outs[8], atol=2e-5, rtol=2e-5)
+
+
+def test_per_device_bn_statistics_differ_from_synchronized():
+    """The policy is real: per-device statistics normalize each device's 2 images alone."""
+    results = {}
+    for policy in ("per_device", "synchronized"):
+        config = tiny_config(bn_statistics=policy)
+        state, images, labels = _state_and_batch(config)
+        step = training.make_train_step(config, jax.devices()[:8])
+        results[policy] = jax.device_get(step(state, _split(images, labels, jax.devices()))[0])
+    diff = jax.tree.map(lambda a, b: float(np.abs(a - b).max()),
+                        results["per_device"].params, results["synchronized"].params)  # fmt: skip
+    assert max(jax.tree.leaves(diff)) > 1e-4
+
+
+def test_train_step_compiles_once():
+    config = tiny_config()
+    state, images, labels = _state_and_batch(config)
+    devices = jax.devices()[:8]
+    lr_fn = optim.learning_rate_schedule(config)
+
+    @chex.assert_max_traces(n=1)
+    def step_fn(state, batch):
+        return training.train_step(state, batch, learning_rate_fn=lr_fn, seed=0)
+
+    p_step = training.parallel(step_fn, devices)
+    state = training.replicate(state, devices)
+    for _ in range(3):
+        state, metrics = p_step(state, _split(images, labels, devices))
+    assert int(state.step) == 3
+    chex.clear_trace_counter()
+
+
+def test_non_finite_step_is_not_applied():
+    config = tiny_config()
+    state, images, labels = _state_and_batch(config)
+    images[0, 0, 0, 0] = np.nan
+    devices = jax.devices()[:8]
+    new_state, metrics = training.make_train_step(config, devices)(
+        state, _split(images, labels, devices)
+    )
+    assert not bool(metrics["finite"])
+    chex.assert_trees_all_equal(jax.device_get(new_state.params), jax.device_get(state.params))
+    assert int(new_state.step) == 0
+
+
+def test_train_and_evaluate_writes_metrics_and_checkpoints(tmp_path):
+    config = tiny_config()
+    result = training.train_and_evaluate(config, str(tmp_path))
+    assert result["step"] == 10
+    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert [r["step"] for r in records] == [5, 10]
+    assert {"train_loss", "train_error", "learning_rate", "images_per_sec"} <= set(records[0])
+    assert "test_error" not in records[0] and 0 <= records[1]["test_error"] <= 100
+    assert records[1]["learning_rate"] == pytest.approx(0.01)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10", "5"]
+
+
+# --- bad input: clear errors before anything compiles, nothing in the workdir overwritten ----
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the train state was built: the error came too late")
+
+    monkeypatch.setattr(training, "create_train_state", fail)
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (dict(batch_size=12), "batch_size=12 must be a positive multiple of the device count 8"),
+        (dict(eval_batch_size=20), "eval_batch_size=20"),
+        (dict(warmup_steps=10), "warmup_steps=10 must be shorter than training"),
+        (dict(lr_boundaries_steps=(8, 4)), "lr_boundaries_steps=\\(8, 4\\) must be increasing"),
+        (dict(bn_statistics="global"), "unknown bn_statistics 'global'"),
+        ({"model.depth": 9}, "depth 9 is impossible"),
+        ({"model.unit": "preact"}, "unknown unit 'preact'"),
+        (dict(dataset="mnist"), "mnist"),
+    ],
+)
+def test_bad_config_raises_before_compile(tmp_path, no_compile, overrides, match):
+    with pytest.raises(ValueError, match=match):
+        training.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"))
+
+
+def test_workdir_of_another_model_is_refused(tmp_path):
+    workdir = str(tmp_path)
+    training.train_and_evaluate(tiny_config(num_train_steps=5), workdir)
+    before = {p: os.path.getmtime(os.path.join(r, p)) for r, _, fs in os.walk(workdir) for p in fs}
+    with pytest.raises(ValueError, match=r"model.depth: checkpoint 8, config 14"):
+        training.train_and_evaluate(tiny_config(**{"model.depth": 14}), workdir)
+    after = {p: os.path.getmtime(os.path.join(r, p)) for r, _, fs in os.walk(workdir) for p in fs}
+    assert before == after
+
+
+def test_train_py_and_eval_py_end_to_end(tmp_path):
+    workdir = str(tmp_path / "run")
+    train = run_script("train.py", "--config=configs/smoke.py", f"--workdir={workdir}",
+                       "--config.num_train_steps=10", *TINY_FLAGS)  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "step=10" in train.stdout
+    ev = run_script("eval.py", "--config=configs/smoke.py", f"--workdir={workdir}", *TINY_FLAGS)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    results = json.load(open(os.path.join(workdir, "eval_results.json")))
+    assert results["step"] == 10 and results["num_examples"] == 360  # every digits test image
+    assert 0.0 <= results["test_error"] <= 100.0
+    last = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))][-1]
+    assert results["test_error"] == pytest.approx(last["test_error"], abs=1e-6)
+
+
+def test_typo_in_an_override_is_rejected(tmp_path):
+    out = run_script("train.py", "--config=configs/smoke.py", f"--workdir={tmp_path}",
+                     "--config.num_train_stepz=5")  # fmt: skip
+    assert out.returncode != 0
+    assert "num_train_steps" in out.stderr  # "Did you mean ..."
+    assert not os.listdir(tmp_path)
+
+
+def test_eval_py_without_checkpoint(tmp_path):
+    out = run_script("eval.py", "--config=configs/smoke.py", f"--workdir={tmp_path}", *TINY_FLAGS)
+    assert out.returncode == 2
+    assert "no checkpoint" in out.stderr
+
+
+def test_flax_state_keeps_float32_with_bfloat16(tmp_path):
+    config = tiny_config(dtype="bfloat16")
+    state, images, labels = _state_and_batch(config)
+    devices = jax.devices()[:8]
+    state, _ = training.make_train_step(config, devices)(state, _split(images, labels, devices))
+    for leaf in jax.tree.leaves((state.params, state.batch_stats)):
+        assert leaf.dtype == jnp.float32
+    assert flax.traverse_util.flatten_dict(state.params)
