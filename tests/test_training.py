@@ -1,6 +1,5 @@
 """The train step, the schedule, the optimizer, the loop and its entry points."""
 
-import functools
 import json
 import os
 
@@ -14,6 +13,7 @@ import pytest
 
 from configs import default
 from preact import configuration, optim, training
+from preact.metrics import read_metrics
 from tests.helpers import TINY_FLAGS, run_script, tiny_config
 
 
@@ -50,8 +50,8 @@ def test_sgd_matches_hand_computed_update(nesterov, all_params):
         {"conv": {"kernel": jnp.array([0.5, 0.25])}, "norm": {"scale": jnp.array([1.0])}},
         {"conv": {"kernel": jnp.array([-1.0, 2.0])}, "norm": {"scale": jnp.array([0.5])}},
     ]
-    w = {k: np.asarray(v, np.float64) for k, v in
-         {"kernel": params["conv"]["kernel"], "scale": params["norm"]["scale"]}.items()}  # fmt: skip
+    start = {"kernel": params["conv"]["kernel"], "scale": params["norm"]["scale"]}
+    w = {k: np.asarray(v, np.float64) for k, v in start.items()}
     v = {k: np.zeros_like(x) for k, x in w.items()}
     for g in grads:
         updates, opt_state = tx.update(g, opt_state, params)
@@ -146,7 +146,7 @@ def test_train_and_evaluate_writes_metrics_and_checkpoints(tmp_path):
     config = tiny_config()
     result = training.train_and_evaluate(config, str(tmp_path))
     assert result["step"] == 10
-    records = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    records = read_metrics(str(tmp_path))
     assert [r["step"] for r in records] == [5, 10]
     assert {"train_loss", "train_error", "learning_rate", "images_per_sec"} <= set(records[0])
     assert "test_error" not in records[0] and 0 <= records[1]["test_error"] <= 100
@@ -201,10 +201,11 @@ def test_train_py_and_eval_py_end_to_end(tmp_path):
     assert "step=10" in train.stdout
     ev = run_script("eval.py", "--config=configs/smoke.py", f"--workdir={workdir}", *TINY_FLAGS)
     assert ev.returncode == 0, ev.stderr[-3000:]
-    results = json.load(open(os.path.join(workdir, "eval_results.json")))
+    with open(os.path.join(workdir, "eval_results.json")) as f:
+        results = json.load(f)
     assert results["step"] == 10 and results["num_examples"] == 360  # every digits test image
     assert 0.0 <= results["test_error"] <= 100.0
-    last = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))][-1]
+    last = read_metrics(workdir)[-1]
     assert results["test_error"] == pytest.approx(last["test_error"], abs=1e-6)
 
 
