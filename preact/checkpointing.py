@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 from typing import Any
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -25,6 +27,10 @@ import preact
 from preact import configuration
 
 log = logging.getLogger(__name__)
+
+# Orbax writes a checkpoint under "<step>.orbax-checkpoint-tmp-<timestamp>" and renames it when
+# it is complete; a directory with this marker is a save that never finished.
+_TMP_MARKER = ".orbax-checkpoint-tmp"
 
 # Model fields that do not change the parameter tree: a checkpoint restores across them.
 _LAYOUT_FREE_MODEL_FIELDS = ("remat",)
@@ -90,6 +96,17 @@ class Checkpointer:
             enable_async_checkpointing=False,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        if not read_only:
+            self._remove_partial_saves()
+
+    def _remove_partial_saves(self) -> None:
+        """Delete what a process killed mid-save left: Orbax's unfinished temporary dirs."""
+        if jax.process_index() != 0 or not os.path.isdir(self.directory):
+            return
+        for name in os.listdir(self.directory):
+            if _TMP_MARKER in name:
+                log.warning("removing partial checkpoint %s", os.path.join(self.directory, name))
+                shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
 
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps(), reverse=True)

@@ -61,14 +61,24 @@ class Progress:
     Rewritten in place on a terminal; one line per update otherwise (logs of batch jobs).
     """
 
-    def __init__(self, total_steps: int, *, enabled: bool = True, stream: TextIO | None = None):
+    def __init__(
+        self,
+        total_steps: int,
+        *,
+        enabled: bool = True,
+        bar: bool = True,
+        stream: TextIO | None = None,
+    ):
+        """``enabled``: print anything at all (process 0 only); ``bar``: the per-log progress
+        lines too (messages such as "resumed from ..." are printed either way)."""
         self.total = total_steps
         self.enabled = enabled
+        self.bar = bar
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
 
     def update(self, step: int, loss: float, images_per_sec: float, steps_per_sec: float) -> None:
-        if not self.enabled:
+        if not (self.enabled and self.bar):
             return
         remaining = (self.total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
         eta = time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?"
@@ -82,5 +92,5 @@ class Progress:
 
     def message(self, text: str) -> None:
         if self.enabled:
-            self.stream.write(("\n" if self.tty else "") + text + "\n")
+            self.stream.write(("\n" if self.tty and self.bar else "") + text + "\n")
             self.stream.flush()

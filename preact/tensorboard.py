@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import struct
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +47,15 @@ class TensorBoardWriter:
         if enabled:
             from tensorboardX import SummaryWriter  # only the writing process needs it
 
+            # tensorboardX names files by the second and host only: a resumed run started in
+            # the same second would overwrite the earlier file, so the name gets pid and a nonce.
             # flush_secs: a live TensorBoard sees new points within half a minute.
-            self._writer = SummaryWriter(self.logdir, purge_step=purge_step, flush_secs=30)
+            self._writer = SummaryWriter(
+                self.logdir,
+                purge_step=purge_step,
+                flush_secs=30,
+                filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}",
+            )
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         """One point per scalar at ``step`` (the iteration, the x-axis of the paper's figures).

@@ -262,7 +262,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = create_train_state(config, model, pipeline.image_shape)
     restored = checkpoints.restore(state)
     writer = metrics_lib.MetricsWriter(workdir, enabled=is_main)
-    progress = metrics_lib.Progress(config.num_train_steps, enabled=is_main and config.progress_bar)
+    progress = metrics_lib.Progress(
+        config.num_train_steps, enabled=is_main, bar=config.progress_bar
+    )
     start_step = 0
     if restored is not None:
         state, start_step = restored

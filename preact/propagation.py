@@ -1,0 +1,417 @@
+r"""Signal propagation through the residual units, measured (§2-3, Eqs. 4-8; no data needed).
+
+With identity shortcuts and identity after-addition activations, any deeper unit's input is the
+shallower one's plus a sum of residuals, ``x_L = x_l + sum_{i=l}^{L-1} F(x_i)`` (Eq. 4), and the
+gradient reaches every shallower unit directly, ``dE/dx_l = dE/dx_L (1 + d/dx_l sum F)``
+(Eq. 5). A shortcut that scales by lambda multiplies that direct term by ``prod lambda_i``
+(Eqs. 6-8), which vanishes or explodes with depth. This module measures both quantities unit by
+unit, on a random batch, for any network of the zoo, at initialization or from a checkpoint:
+
+* forward: the root-mean-square of ``x_l`` (over batch, positions and channels), l = 1 .. L+1,
+  where ``x_1`` is the first unit's input (the stem's output) and ``x_{l+1}`` unit l's output;
+* backward: the root-mean-square of ``dE/dx_l`` at the same tensors.
+
+Root-mean-square rather than the total norm, so the three stages (whose tensors differ in size)
+are on one scale; the dimension-changing units (two per CIFAR net, footnote 1) still show as
+steps: zero-padding adds empty channels and subsampling drops 3/4 of the positions.
+
+E is the mean softmax cross-entropy against random labels: the loss training sees, with a
+bounded gradient at the logits (softmax - one-hot over the batch), so the backward curves show
+what the network does to a gradient of fixed size.
+
+BatchNorm uses **batch statistics** (``--bn=batch``, the default) as on the first training
+step: at initialization the running statistics are 0/1, so with ``--bn=running`` every BN is the
+identity and the un-normalized branches make the original units' signal grow by about 2x per unit
+(He init), which is an artefact of the missing normalization, not the shortcut's. For a trained
+checkpoint ``--bn=running`` measures the network as it is evaluated.
+
+How per-unit tensors are reached without touching the model code: the network is built unrolled
+(``scan=False``; a scanned stage hides its units inside one ``lax.scan``) and every
+:class:`preact.units.ResidualUnit` call is wrapped with ``flax.linen.intercept_methods``. The
+wrapper records the unit's output and adds a zero "perturbation" to it; the gradient of E with
+respect to those zeros is exactly ``dE/dx_l``.
+
+    python -m preact.propagation --out=docs/propagation.png   # the paper's 8 networks (default)
+    python -m preact.propagation --configs=configs/preact110.py,configs/original110.py \
+        --workdirs=/tmp/preact110,/tmp/original110 --bn=running --out=trained.png
+
+A config entry is ``PATH[:ARG][@field=value...]``, e.g.
+``configs/original110.py@model.shortcut_variant=constant_scaling@model.shortcut_scale=0.5``.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib.util
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from preact import configuration, networks, units
+
+BN_MODES = ("batch", "running")
+
+# The networks of the paper's argument: original vs full pre-activation at three depths (Table 3,
+# Fig. 1), and on ResNet-110 the two Table 1 shortcuts that scale the signal: constant scaling
+# lambda = 0.5 (F not scaled; "fail") and exclusive gating with b_g = -6 (8.70%).
+PAPER_NETWORKS = (
+    ("configs/original110.py", "original-110"),
+    ("configs/preact110.py", "pre-act-110"),
+    (
+        "configs/original110.py@model.shortcut_variant=constant_scaling@model.shortcut_scale=0.5",
+        "original-110, lambda=0.5",
+    ),
+    (
+        "configs/original110.py@model.shortcut_variant=exclusive_gating@model.gate_bias=-6.0",
+        "original-110, exclusive gating b_g=-6",
+    ),
+    ("configs/original164.py", "original-164"),
+    ("configs/preact164.py", "pre-act-164"),
+    ("configs/original1001.py", "original-1001"),
+    ("configs/preact1001.py", "pre-act-1001"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signals:
+    """The tensors ``x_l`` and ``dE/dx_l``, l = 1 .. L+1, of one batch."""
+
+    xs: list[jax.Array]
+    grads: list[jax.Array]
+    units: list[str]  # the unit whose output is x_{l+1}; "stem" for x_1
+    non_identity: list[bool]  # whether that unit's shortcut h is not the identity
+    loss: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Measurement:
+    """Root-mean-square of ``x_l`` and ``dE/dx_l`` per unit index, for plotting and JSON."""
+
+    name: str
+    depth: int
+    forward: np.ndarray
+    backward: np.ndarray
+    units: list[str]
+    non_identity: list[bool]
+    loss: float
+    bn: str
+    source: str  # "init" or the checkpoint's workdir and step
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["forward"] = [float(v) for v in self.forward]
+        out["backward"] = [float(v) for v in self.backward]
+        return out
+
+
+def _interceptor(perturbations: Sequence[jax.Array] | None, record: dict[str, list]):
+    """Record each residual unit's output (and the first unit's input), adding a perturbation."""
+
+    def intercept(next_fun, args, kwargs, context):
+        module = context.module
+        if context.method_name != "__call__" or not isinstance(module, units.ResidualUnit):
+            return next_fun(*args, **kwargs)
+        x, *rest = args
+        if not record["xs"]:  # x_1: the stem's output, the first unit's input
+            if perturbations is not None:
+                x = x + perturbations[0]
+            record["xs"].append(x)
+            record["units"].append("stem")
+            record["non_identity"].append(False)
+        y = next_fun(x, *rest, **kwargs)
+        if perturbations is not None:
+            y = y + perturbations[len(record["xs"])]
+        record["xs"].append(y)
+        record["units"].append("/".join(module.path))
+        # h is not the identity on x_l: a dimension-changing unit (footnote 1), or a pre-act unit
+        # whose shortcut reads the shared pre-activation (the first unit after conv1, Appendix).
+        shared = getattr(module, "shared_preact", False) and getattr(module, "preactivate", True)
+        record["non_identity"].append(module.shortcut != "identity" or shared)
+        return y
+
+    return intercept
+
+
+def unit_signals(
+    model: networks.ResNet,
+    variables: Mapping[str, Any],
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    bn: str = "batch",
+) -> Signals:
+    """``x_l`` and ``dE/dx_l`` at every residual unit of an unrolled (``scan=False``) model."""
+    if model.scan:
+        raise ValueError("build the model with scan=False: a scanned stage hides its units")
+    if bn not in BN_MODES:
+        raise ValueError(f"unknown bn {bn!r}; valid: {BN_MODES}")
+    train = bn == "batch"
+
+    def forward(perturbations):
+        record: dict[str, list] = {"xs": [], "units": [], "non_identity": []}
+        with nn.intercept_methods(_interceptor(perturbations, record)):
+            # Batch statistics are computed but not kept: the measurement must not change the
+            # variables it measures.
+            logits, _ = model.apply(
+                variables,
+                images,
+                train=train,
+                mutable=["batch_stats"],
+                rngs={"dropout": jax.random.key(0)},
+            )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        return loss, record
+
+    shapes = jax.eval_shape(lambda: forward(None)[1]["xs"])
+    zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
+    # Eager, not jitted: XLA would compile a 333-unit unrolled graph for minutes on a CPU, while
+    # op-by-op execution reuses each (cached) op of the identical units.
+    (loss, record), grads = jax.value_and_grad(forward, has_aux=True)(zeros)
+    return Signals(
+        xs=record["xs"],
+        grads=list(grads),
+        units=record["units"],
+        non_identity=record["non_identity"],
+        loss=float(loss),
+    )
+
+
+def rms(x: jax.Array) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    return float(np.sqrt(np.mean(np.square(x))))
+
+
+def measure(
+    model: networks.ResNet,
+    variables: Mapping[str, Any],
+    images: jax.Array,
+    labels: jax.Array,
+    *,
+    name: str,
+    bn: str = "batch",
+    source: str = "init",
+) -> Measurement:
+    signals = unit_signals(model, variables, images, labels, bn=bn)
+    return Measurement(
+        name=name,
+        depth=model.paper_depth(),
+        forward=np.array([rms(x) for x in signals.xs]),
+        backward=np.array([rms(g) for g in signals.grads]),
+        units=signals.units,
+        non_identity=signals.non_identity,
+        loss=signals.loss,
+        bn=bn,
+        source=source,
+    )
+
+
+def unscan_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`preact.networks.scan_variables`: ``stageK/units/unit`` (stacked on
+    axis 0) becomes ``stageK/unit02 ... unitNN``, the layout of the unrolled network."""
+
+    def convert(tree: Any) -> Any:
+        if not isinstance(tree, Mapping):
+            return tree
+        out = {}
+        for key, value in tree.items():
+            if key == "units" and isinstance(value, Mapping) and set(value) == {"unit"}:
+                stacked = value["unit"]
+                count = jax.tree.leaves(stacked)[0].shape[0]
+                for i in range(count):
+                    out[f"unit{i + 2:02d}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
+            else:
+                out[key] = convert(value)
+        return out
+
+    return {collection: convert(tree) for collection, tree in variables.items()}
+
+
+def load_config(spec: str) -> tuple[ml_collections.ConfigDict, str]:
+    """``PATH[:ARG][@field=value...]`` -> (config, a label naming the overrides)."""
+    path, *overrides = spec.split("@")
+    arg = None
+    if ":" in path:
+        path, arg = path.split(":", 1)
+    module_spec = importlib.util.spec_from_file_location(
+        f"_preact_config_{abs(hash(path))}", os.path.abspath(path)
+    )
+    if module_spec is None or not os.path.exists(path):
+        raise FileNotFoundError(f"no config file {path!r}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg is not None else module.get_config()
+    label = config.get("experiment", os.path.splitext(os.path.basename(path))[0])
+    for override in overrides:
+        field, sep, text = override.partition("=")
+        if not sep:
+            raise ValueError(f"override {override!r} of {spec!r} is not field=value")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text  # a bare word: a string field such as model.unit
+        target = config
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            target = target[parent]
+        if leaf not in target:
+            raise ValueError(f"unknown config field {field!r} in {spec!r}")
+        target[leaf] = value
+    if overrides:
+        label += (
+            " ("
+            + ", ".join(
+                o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1] for o in overrides
+            )
+            + ")"
+        )
+    return config, label
+
+
+def measure_config(
+    config: ml_collections.ConfigDict,
+    *,
+    name: str,
+    workdir: str | None = None,
+    batch_size: int = 8,
+    image_size: int | None = None,
+    bn: str = "batch",
+    seed: int = 0,
+) -> Measurement:
+    """Build ``config``'s network unrolled, initialize it (or restore ``workdir``'s latest
+    checkpoint) and measure it on ``batch_size`` N(0, 1) images with random labels."""
+    info = configuration.dataset_info(config)
+    unrolled = config.copy_and_resolve_references()
+    unrolled.model.scan = False
+    unrolled.model.remat = False
+    model = configuration.build_model(unrolled)
+    height, width, channels = info.image_shape
+    if image_size is not None:
+        height = width = image_size
+    image_key, label_key, init_key = jax.random.split(jax.random.key(seed), 3)
+    images = jax.random.normal(image_key, (batch_size, height, width, channels))
+    labels = jax.random.randint(label_key, (batch_size,), 0, info.num_classes)
+    if workdir:
+        from preact import training  # the checkpoint stack is only needed here
+
+        state, step, _ = training.restore_for_eval(config, workdir)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        if config.model.scan:
+            variables = unscan_variables(variables)
+        source = f"{workdir} (step {step})"
+    else:
+        variables = model.init({"params": init_key, "dropout": init_key}, images[:1], train=False)
+        source = "init"
+    return measure(model, variables, images, labels, name=name, bn=bn, source=source)
+
+
+def plot(measurements: Sequence[Measurement], *, out: str | None = None, title: str | None = None):
+    """Forward (top) and backward (bottom) RMS against unit index, one column per depth."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    depths = sorted({m.depth for m in measurements})
+    fig = Figure(figsize=(5.0 * len(depths), 7.5), dpi=110)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(depths), squeeze=False)
+    names = list(dict.fromkeys(m.name for m in measurements))
+    palette = {n: f"C{i % 10}" for i, n in enumerate(names)}
+    for col, depth in enumerate(depths):
+        for m in (m for m in measurements if m.depth == depth):
+            index = np.arange(1, len(m.forward) + 1)
+            for row, values in enumerate((m.forward, m.backward)):
+                ax = axes[row][col]
+                (line,) = ax.plot(index, values, color=palette[m.name], label=m.name, lw=1.3)
+                line.set_gid(f"{m.name}/{('forward', 'backward')[row]}")
+                # Units where h is not the identity: dimension changes (footnote 1) and the
+                # shared pre-activation of pre-act nets.
+                steps = [i + 1 for i, c in enumerate(m.non_identity) if c]
+                ax.plot(steps, values[np.array(steps, dtype=int) - 1], "o", ms=3,
+                        color=palette[m.name])  # fmt: skip
+        axes[0][col].set_title(f"{depth} layers")
+        axes[0][col].set_ylabel("RMS of $x_l$ (forward)")
+        axes[1][col].set_ylabel(r"RMS of $\partial E/\partial x_l$ (backward)")
+        axes[1][col].set_xlabel("unit index $l$ ($x_1$ = stem output)")
+        for row in range(2):
+            axes[row][col].set_yscale("log")
+            axes[row][col].grid(True, which="both", alpha=0.3)
+            axes[row][col].legend(fontsize="x-small")
+    bn = {m.bn for m in measurements}
+    fig.suptitle(
+        title
+        or f"Signal propagation at {', '.join(sorted({m.source for m in measurements}))}, "
+        f"BN with {'/'.join(sorted(bn))} statistics\n"
+        "(dots: units whose shortcut is not the identity: dimension changes, shared pre-activation)"
+    )
+    fig.tight_layout()
+    if out:
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        fig.savefig(out, format="png")
+    return fig
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",")] if value else []
+
+
+def main(argv: Sequence[str] | None = None) -> list[Measurement]:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m preact.propagation", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--configs", default=",".join(spec for spec, _ in PAPER_NETWORKS),
+                        help="comma-separated PATH[:ARG][@field=value...] (default: the paper's "
+                             "8 networks)")  # fmt: skip
+    parser.add_argument("--labels", default=None, help="comma-separated legend names")
+    parser.add_argument("--workdirs", default=None,
+                        help="comma-separated checkpoint workdirs, one per config ('' = init)")  # fmt: skip
+    parser.add_argument("--out", default="docs/propagation.png")
+    parser.add_argument("--json", default=None, help="numbers as JSON (default: OUT with .json)")
+    parser.add_argument("--batch_size", type=int, default=8)
+    parser.add_argument("--image_size", type=int, default=None, help="default: the dataset's")
+    parser.add_argument("--bn", choices=BN_MODES, default="batch")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--title", default=None)
+    args = parser.parse_args(argv)
+
+    specs = _split(args.configs)
+    default_labels = dict(PAPER_NETWORKS)
+    labels = _split(args.labels) or [None] * len(specs)
+    workdirs = _split(args.workdirs) or [""] * len(specs)
+    if len(labels) != len(specs) or len(workdirs) != len(specs):
+        parser.error("--labels and --workdirs need one entry per config")
+    measurements = []
+    for spec, label, workdir in zip(specs, labels, workdirs, strict=True):
+        config, auto_label = load_config(spec)
+        name = label or default_labels.get(spec) or auto_label
+        start = time.perf_counter()
+        m = measure_config(config, name=name, workdir=workdir or None,
+                           batch_size=args.batch_size, image_size=args.image_size, bn=args.bn,
+                           seed=args.seed)  # fmt: skip
+        print(
+            f"{name}: {len(m.forward) - 1} units, loss {m.loss:.3f}, RMS x_1 {m.forward[0]:.3g} "
+            f"-> x_L+1 {m.forward[-1]:.3g}, dE/dx_1 {m.backward[0]:.3g} -> dE/dx_L+1 "
+            f"{m.backward[-1]:.3g} ({time.perf_counter() - start:.0f}s)",
+            flush=True,
+        )
+        measurements.append(m)
+    plot(measurements, out=args.out, title=args.title)
+    json_path = args.json or os.path.splitext(args.out)[0] + ".json"
+    with open(json_path, "w") as f:
+        json.dump([m.to_json() for m in measurements], f, indent=1)
+    print(f"wrote {args.out} and {json_path}")
+    return measurements
+
+
+if __name__ == "__main__":
+    main()
