@@ -24,8 +24,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, step: int | None = None) -> dict:
-    pipeline = data.make_pipeline(config)
+    # The checkpoint first: a missing or foreign one is reported before any data is read.
     state, restored_step, model = training.restore_for_eval(config, workdir, step)
+    state = training.replicate(state)
+    pipeline = data.make_pipeline(config)
     p_eval_step = training.parallel(training.eval_step)
     results: dict = {"step": restored_step, "experiment": config.experiment}
     for i, name in enumerate(pipeline.eval_names):

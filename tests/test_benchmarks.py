@@ -1,0 +1,249 @@
+"""The benchmark suite runs and records what it must: tiny nets on the CPU, no timing assertions.
+
+The driver test runs ``run_all.py --suite cpu-smoke`` restricted to PreAct-8 (two repetitions, so
+the warm-cache path runs too); the PyTorch peer's tests need torch and are skipped without it
+(CI does not install it). The committed smoke results (benchmarks/results/) hold both.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import common, run_all, summarize
+from preact import networks
+
+RESULTS_DIR = os.path.join(common.REPO_ROOT, "benchmarks", "results")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """(results, output directory) of the driver's cpu-smoke run on PreAct-8, JAX only: the
+    PyTorch workers run in-process below, and the committed smoke results hold both."""
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # no fake devices there
+    args = ["--suite", "cpu-smoke", "--nets", "8", "--reps", "2", "--no-torch", "--out"]
+    cmd = [sys.executable, os.path.join("benchmarks", "run_all.py"), *args, str(out)]
+    proc = subprocess.run(
+        cmd, cwd=common.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "train_step_cpu_smoke.json") as f:
+        return json.load(f), out
+
+
+def _check_results_file(results):
+    assert results["schema_version"] == common.SCHEMA_VERSION
+    assert results["kind"] == "cpu_smoke"
+    assert "not a performance figure" in results["label"].lower()
+    for key in common.ENVIRONMENT_KEYS:
+        assert key in results["environment"], key
+    versions = results["environment"]["versions"]
+    for package in ("jax", "jaxlib", "flax", "numpy"):
+        assert versions[package], package
+    assert "torch" in versions  # None where it is not installed, but recorded
+    for run in results["runs"]:
+        for key in common.RUN_KEYS:
+            assert key in run, key
+
+
+def _committed_smoke():
+    with open(os.path.join(RESULTS_DIR, "train_step_cpu_smoke.json")) as f:
+        return json.load(f)
+
+
+def test_smoke_run_records_every_piece(smoke):
+    results, out = smoke
+    _check_results_file(results)
+    assert results["complete"]
+    runs = results["runs"]
+    assert [(r["framework"], r["rep"], r["status"]) for r in runs] == [
+        ("jax", 1, "ok"),
+        ("jax", 2, "ok"),
+    ], runs
+    cold, warm = runs
+    # Repetition 2 is a new process that finds the step in the persistent cache.
+    assert (cold["compile"]["cache"], warm["compile"]["cache"]) == ("cold", "warm")
+    for r in runs:
+        assert r["params"] == common.jax_param_count(8, "basic")
+        assert r["step"]["steps"] == 3 and r["warmup_steps"] == 2
+        assert r["step"]["p10_ms"] <= r["step"]["median_ms"] <= r["step"]["p90_ms"]
+        assert r["pipelined"]["steps"] == 3 and r["loss_finite"]
+        assert r["memory"]["after_steps"] is None  # the CPU keeps no memory statistics
+        assert r["memory"]["compiled"]["temp_size_in_bytes"] > 0
+        assert r["worker_env"]["backend"] == "cpu" and r["worker_env"]["jax"] == jax.__version__
+        assert "xla_flags" in r["worker_env"]
+    assert cold["epoch"]["steps"] == 32 // 4 and cold["epoch"]["ratio"] > 0
+    assert warm["epoch"] is None  # the epoch runs in repetition 1 only
+    for suffix in (".log", ".md"):
+        assert (out / f"train_step_cpu_smoke{suffix}").exists()
+
+
+def test_summary_renders_and_counts_no_cpu_figure(smoke, tmp_path):
+    _, out = smoke
+    other = tmp_path / "not_results.json"
+    other.write_text(json.dumps({"environment": {}, "results": []}))
+    text = summarize.render([str(out / "train_step_cpu_smoke.json"), str(other)])
+    assert "| jax | PreAct-8 | 4 | bfloat16 | scanned | 1 |" in text
+    assert "(cold)" in text and "(warm)" in text
+    assert "not_results.json" in text  # listed as skipped
+    rows = summarize.targets(summarize.load([str(out / "train_step_cpu_smoke.json")])[0])
+    assert len(rows) == 11
+    assert {row["verdict"] for row in rows} == {summarize.NOT_MEASURED}
+
+
+def test_committed_smoke_results_are_labelled_and_alternate():
+    results = _committed_smoke()
+    _check_results_file(results)
+    assert results["complete"]
+    order = [(r["framework"], r["depth"], r["rep"]) for r in results["runs"]]
+    # For each repetition, for each net: JAX, then the PyTorch peer.
+    expected = [("jax", 8, 1), ("torch", 8, 1), ("torch", 11, 1), ("jax", 8, 2), ("torch", 8, 2)]
+    assert order == expected
+    for r in results["runs"]:
+        assert r["status"] == "ok" and r["loss_finite"], r
+        assert r["params"] == common.jax_param_count(r["depth"], r["block"])
+    paths = sorted(os.path.join(RESULTS_DIR, p) for p in os.listdir(RESULTS_DIR))
+    text = summarize.render([p for p in paths if p.endswith(".json")])
+    assert "## Targets" in text and "compile_time_cpu.json" in text  # another schema: skipped
+
+
+def test_targets_judge_only_protocol_gpu_runs():
+    """The target logic on a copy of the committed smoke results relabelled as a GPU run of
+    PreAct-110: the figures are CPU ones, so the verdicts mean nothing; what is checked is which
+    runs count and that each target then gets a verdict."""
+    gpu = _committed_smoke()
+    gpu["kind"] = "gpu"
+    rows = {row["target"]: row for row in summarize.targets([("gpu.json", gpu)])}
+    assert {row["verdict"] for row in rows.values()} == {summarize.NOT_MEASURED}
+    for r in gpu["runs"]:
+        r.update(depth=110, net="PreAct-110", batch=128, dtype="bfloat16", warmup_steps=20)
+        r["step"]["steps"] = 100
+        r["worker_env"].update(backend="gpu", device="gpu")
+    rows = {row["target"]: row for row in summarize.targets([("gpu.json", gpu)])}
+    judged = (summarize.PASS, summarize.FAIL)
+    assert rows["PreAct-110 JAX bf16 b128 >= 30,000 img/s"]["verdict"] in judged
+    assert rows["PreAct-110 JAX >= 1.3x best PyTorch (b128)"]["verdict"] in judged
+    epoch = rows["PreAct-110 epoch end-to-end within 5% of step-only (bf16 b128)"]
+    assert epoch["verdict"] in judged
+    assert rows["PreAct-1001 JAX bf16 b128 >= 3,000 img/s"]["verdict"] == summarize.NOT_MEASURED
+    for r in gpu["runs"]:
+        r["step"]["steps"] = 99  # below the protocol's 100 timed steps: no throughput verdict
+    rows = {row["target"]: row for row in summarize.targets([("gpu.json", gpu)])}
+    assert rows["PreAct-110 JAX bf16 b128 >= 30,000 img/s"]["verdict"] == summarize.NOT_MEASURED
+
+
+def test_gpu_plan_alternates_and_follows_the_protocol():
+    args = run_all.parse_args(["--suite", "gpu", "--out", "/tmp/unused"])
+    plan = run_all.make_plan(args)
+    assert (plan.warmup, plan.steps, plan.kind) == (20, 100, "gpu")
+    runs = [ident for ident, _ in run_all.worker_commands(plan, "/tmp/cache")]
+    order = [(r["rep"], r["depth"], r["framework"]) for r in runs]
+    assert order == sorted(order, key=lambda o: (o[0], (110, 164, 1001).index(o[1]), o[2]))
+    assert {r["dtype"] for r in runs} == {"bfloat16"} and {r["batch"] for r in runs} == {128}
+    torch_1001 = {r["variant"] for r in runs if r["framework"] == "torch" and r["depth"] == 1001}
+    assert torch_1001 == {"eager", "default@unit", "reduce-overhead@unit"}
+    jax_cmds = [
+        cmd
+        for ident, cmd in run_all.worker_commands(plan, "/c")
+        if ident["rep"] == 1 and ident["framework"] == "jax"
+    ]
+    assert all("--epoch" in cmd for cmd in jax_cmds)
+
+
+@pytest.mark.parametrize("depth", [110, 164, 1001])
+def test_torch_peer_has_the_flax_parameter_count(depth):
+    pytest.importorskip("torch")
+    from benchmarks import torch_preact
+
+    block = common.block_of(depth)
+    jax_count = common.jax_param_count(depth, block)
+    assert jax_count == common.PAPER_PARAM_COUNTS[depth]
+    assert torch_preact.count_params(torch_preact.PreActResNet(depth, block)) == jax_count
+
+
+def _random_variables(model, seed):
+    """Random Flax variables of a plausible scale, from shapes alone (no init to compile), with
+    BN statistics and affine parameters away from 0 and 1 so that their copy is tested."""
+    shapes = jax.eval_shape(
+        lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+    )
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name = path[-1].key
+        if name == "kernel":  # He-like scale keeps 20 layers of activations finite
+            fan_in = int(np.prod(leaf.shape[:-1]))
+            return rng.normal(0.0, np.sqrt(2.0 / fan_in), leaf.shape).astype(np.float32)
+        if name in ("scale", "var"):
+            return rng.uniform(0.5, 1.5, leaf.shape).astype(np.float32)
+        return rng.normal(0.0, 0.1, leaf.shape).astype(np.float32)  # bias, mean
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+@pytest.mark.parametrize("depth,block,scan", [(20, "basic", False), (20, "bottleneck", True)])
+def test_torch_peer_computes_the_flax_function(depth, block, scan):
+    """With the Flax weights copied in, the peer gives the same logits with running statistics
+    (eval) and batch statistics (train): the graph is the same (shortcuts, strides, where the
+    pre-activation sits), not just the parameter count. n = 3 and 2 units per stage: identity
+    units, stage transitions, unrolled and scanned parameter layouts."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import torch_preact
+
+    model = networks.cifar_resnet(depth, block=block, num_classes=10, scan=scan)
+    variables = _random_variables(model, seed=depth)
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype(np.float32)
+
+    @jax.jit
+    def forward(variables, x):  # one compilation for both modes
+        train, _ = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        return model.apply(variables, x, train=False), train
+
+    expected_eval, expected_train = forward(variables, x)
+    peer = torch_preact.PreActResNet(depth, block)
+    torch_preact.load_flax_variables(peer, variables)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        got_eval = peer.eval()(xt).numpy()
+        got_train = peer.train()(xt).numpy()
+    np.testing.assert_allclose(got_eval, np.asarray(expected_eval), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got_train, np.asarray(expected_train), rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Two PyTorch threads on two shared cores can spin each other 100x slower."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("depth,dtype", [(8, "bfloat16"), (11, "float32")])
+def test_torch_peer_trains_tiny(depth, dtype, one_torch_thread):
+    from benchmarks import torch_bench, torch_preact
+
+    record = torch_bench.run(depth=depth, batch=4, dtype=dtype, mode="eager", warmup=1, steps=2)
+    assert record["status"] == "ok" and record["loss_finite"]
+    assert record["params"] == common.jax_param_count(depth, common.block_of(depth))
+    assert record["step"]["steps"] == 2 and record["memory"]["after_steps"] is None
+    for key in common.RUN_KEYS:
+        assert key in record
+    peer = torch_preact.PreActResNet(depth, common.block_of(depth))
+    opt = torch_preact.make_optimizer(peer)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"], group["nesterov"]) == (
+        0.1,
+        0.9,
+        1e-4,
+        False,
+    )
+    norm = peer.norm_final
+    assert (norm.momentum, norm.eps) == (0.1, 1e-5)
