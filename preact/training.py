@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from preact import checkpointing, configuration, optim
+from preact import checkpointing, configuration, optim, tensorboard
 from preact import metrics as metrics_lib
 
 log = logging.getLogger(__name__)
@@ -272,70 +272,85 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
     if is_main:
         _write_config(workdir, config)
+    board = tensorboard.TensorBoardWriter(
+        workdir, enabled=is_main, purge_step=start_step + 1 if restored is not None else None
+    )
+    board.write_hparams(config)
     state = replicate(state)
 
     p_train_step = make_train_step(config)
     p_eval_step = parallel(eval_step)
-    images_per_step = config.batch_size
     last: dict[str, Any] = {"step": start_step}
     step = start_step
     pending: list[dict[str, jax.Array]] = []
     window_start, window_step = time.perf_counter(), step
 
-    def checkpoint(at: int) -> str:
-        return checkpoints.save(at, state)
+    try:
+        with StopSignal() as stop:
+            while step < config.num_train_steps:
+                state, metrics = p_train_step(state, pipeline.train_batch(step))
+                pending.append(metrics)
+                step += 1
+                at_end = step == config.num_train_steps
+                at_log = step % config.log_every_steps == 0 or at_end
+                at_eval = step % config.eval_every_steps == 0 or at_end
+                at_ckpt = step % config.checkpoint_every_steps == 0 or at_end
+                if not (at_log or at_eval or at_ckpt or stop.received):
+                    continue  # metrics stay on the device: no host sync between log steps
 
-    with StopSignal() as stop:
-        while step < config.num_train_steps:
-            batch = pipeline.train_batch(step)
-            state, metrics = p_train_step(state, batch)
-            pending.append(metrics)
-            step += 1
-            at_log = step % config.log_every_steps == 0 or step == config.num_train_steps
-            at_eval = step % config.eval_every_steps == 0 or step == config.num_train_steps
-            at_ckpt = step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+                host, pending = jax.device_get(pending), []
+                diverged = _first_divergence(host, step, checkpoints)
+                if diverged is not None:
+                    failed_step, message = diverged
+                    if config.on_divergence == "raise":
+                        raise DivergenceError(message)
+                    writer.write(failed_step, {"diverged": True})
+                    board.write_scalars(failed_step, {"diverged": True})
+                    progress.message(message)
+                    last = {"step": failed_step, "diverged": True}
+                    break
 
-            if at_log or at_eval or at_ckpt or stop.received:
-                host = jax.device_get(pending)
-                pending = []
-                bad = [i for i, m in enumerate(host) if not bool(m["finite"])]
-                if bad:
-                    failed_step = step - len(host) + bad[0]
-                    message = _divergence_message(failed_step, host[bad[0]], checkpoints)
-                    if config.on_divergence == "stop":
-                        writer.write(failed_step, {"diverged": True})
-                        progress.message(message)
-                        last = {"step": failed_step, "diverged": True}
-                        break
-                    raise DivergenceError(message)
-                now = time.perf_counter()
-                elapsed = max(now - window_start, 1e-9)
-                steps_per_sec = (step - window_step) / elapsed
-                scalars = {
-                    k: float(np.mean([m[k] for m in host])) for k in ("train_loss", "train_error")
-                }
-                scalars["learning_rate"] = float(host[-1]["learning_rate"])
-                scalars["images_per_sec"] = steps_per_sec * images_per_step
+                steps_per_sec = (step - window_step) / max(time.perf_counter() - window_start, 1e-9)
+                scalars = _train_scalars(host, steps_per_sec * config.batch_size)
                 if at_eval:
                     scalars.update(eval_metrics(p_eval_step, state, pipeline, model.num_classes))
                 writer.write(step, scalars)
+                board.write_scalars(step, scalars)
                 last = {"step": step, **scalars}
                 progress.update(step, scalars["train_loss"], scalars["images_per_sec"],
                                 steps_per_sec)  # fmt: skip
                 if at_eval:
-                    progress.message(
-                        f"step {step}: test_error {scalars['test_error']:.2f}% "
-                        f"test_loss {scalars['test_loss']:.4f}"
-                    )
+                    progress.message(f"step {step}: test_error {scalars['test_error']:.2f}% "
+                                     f"test_loss {scalars['test_loss']:.4f}")  # fmt: skip
                 if at_ckpt or stop.received:
-                    path = checkpoint(step)
+                    path = checkpoints.save(step, state)
                 if stop.received:
-                    checkpoints.close()
                     progress.message(f"stopped at step {step}; checkpoint written to {path}")
                     raise Stopped(stop.received, step, path)
                 window_start, window_step = time.perf_counter(), step
-    checkpoints.close()
+    finally:
+        checkpoints.close()
+        board.close()
     return last
+
+
+def _train_scalars(host: list[dict[str, Any]], images_per_sec: float) -> dict[str, float]:
+    """The scalars of one logging window: training loss and error averaged over its steps."""
+    scalars = {k: float(np.mean([m[k] for m in host])) for k in ("train_loss", "train_error")}
+    scalars["learning_rate"] = float(host[-1]["learning_rate"])
+    scalars["images_per_sec"] = images_per_sec
+    return scalars
+
+
+def _first_divergence(
+    host: list[dict[str, Any]], step: int, checkpoints: Any
+) -> tuple[int, str] | None:
+    """(step, message) of the window's first non-finite step, if any."""
+    bad = [i for i, m in enumerate(host) if not bool(m["finite"])]
+    if not bad:
+        return None
+    failed_step = step - len(host) + bad[0]
+    return failed_step, _divergence_message(failed_step, host[bad[0]], checkpoints)
 
 
 def _divergence_message(step: int, metrics: dict[str, Any], checkpoints: Any) -> str:
