@@ -24,6 +24,7 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
+from jax.experimental import multihost_utils
 
 from preact import checkpointing, configuration, optim, tensorboard
 from preact import metrics as metrics_lib
@@ -198,14 +199,28 @@ def eval_metrics(
 
 class StopSignal:
     """SIGTERM or SIGINT asks the loop to finish its step, checkpoint and stop; a second signal
-    exits at once (the default handler is put back after the first)."""
+    exits at once (the default handler is put back after the first).
+
+    On a multi-host run every host must stop at the same step, so the decision is JAX's
+    preemption sync point (``jax.distributed`` installs its own SIGTERM notifier); SIGINT is
+    still caught here.
+    """
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, Any] = {}
+        self._multihost = jax.process_count() > 1
+
+    def requested(self, step: int) -> bool:
+        """Whether to stop after ``step``; on multi-host runs, the same answer on every host."""
+        if self._multihost and multihost_utils.reached_preemption_sync_point(step):
+            self.received = self.received or signal.SIGTERM
+            return True
+        return self.received is not None
 
     def __enter__(self) -> StopSignal:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGINT,) if self._multihost else (signal.SIGTERM, signal.SIGINT)
+        for sig in signals:
             # Outside the main thread signals cannot be caught; the loop then runs without.
             with contextlib.suppress(ValueError):
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -295,7 +310,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 at_log = step % config.log_every_steps == 0 or at_end
                 at_eval = step % config.eval_every_steps == 0 or at_end
                 at_ckpt = step % config.checkpoint_every_steps == 0 or at_end
-                if not (at_log or at_eval or at_ckpt or stop.received):
+                stopping = stop.requested(step)
+                if not (at_log or at_eval or at_ckpt or stopping):
                     continue  # metrics stay on the device: no host sync between log steps
 
                 host, pending = jax.device_get(pending), []
@@ -322,9 +338,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if at_eval:
                     progress.message(f"step {step}: test_error {scalars['test_error']:.2f}% "
                                      f"test_loss {scalars['test_loss']:.4f}")  # fmt: skip
-                if at_ckpt or stop.received:
+                if at_ckpt or stopping:
                     path = checkpoints.save(step, state)
-                if stop.received:
+                if stopping:
                     progress.message(f"stopped at step {step}; checkpoint written to {path}")
                     raise Stopped(stop.received, step, path)
                 window_start, window_step = time.perf_counter(), step
