@@ -51,6 +51,9 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     absl_logging.set_verbosity(absl_logging.WARNING)
+    # Orbax warns that a read-only manager will not save; our own warnings (a corrupt
+    # checkpoint skipped) come from the preact loggers and still show.
+    logging.getLogger("absl").setLevel(logging.ERROR)
     logging.getLogger("jax").setLevel(logging.WARNING)
     try:
         results = run(_CONFIG.value, _WORKDIR.value, _STEP.value)

@@ -86,15 +86,18 @@ class Checkpointer:
                 f"no checkpoint in workdir {workdir!r} (expected {self.directory}/<step>); "
                 "train first with train.py --workdir=..."
             )
-        options = ocp.CheckpointManagerOptions(
-            max_to_keep=config.get("keep_checkpoints", 3),
-            create=not read_only,
-            read_only=read_only,
-            cleanup_tmp_directories=not read_only,
-            # Synchronous saves: a save returns only once the checkpoint is complete on disk, so
-            # "checkpoint written" in the log is true even if the process dies right after.
-            enable_async_checkpointing=False,
-        )
+        if read_only:
+            options = ocp.CheckpointManagerOptions(
+                read_only=True, create=False, save_interval_steps=0, max_to_keep=None
+            )
+        else:
+            options = ocp.CheckpointManagerOptions(
+                max_to_keep=config.get("keep_checkpoints", 3),
+                cleanup_tmp_directories=True,
+                # Synchronous saves: a save returns only once the checkpoint is complete on disk,
+                # so "checkpoint written" in the log is true even if the process dies right after.
+                enable_async_checkpointing=False,
+            )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         if not read_only:
             self._remove_partial_saves()
