@@ -13,6 +13,7 @@ skipped with a warning for the next older one.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -43,7 +44,10 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     return {"model": model, "num_classes": configuration.dataset_info(config).num_classes}
 
 
+@functools.cache
 def code_version() -> str:
+    """The package version and git commit of the code this process imported (computed once, so a
+    long run records the code it started with, not whatever HEAD is when it saves)."""
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -81,6 +85,7 @@ class Checkpointer:
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.identity = model_identity(config)
         self.config = config
+        code_version()  # fix the version now, while the checkout matches the imported code
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(
                 f"no checkpoint in workdir {workdir!r} (expected {self.directory}/<step>); "

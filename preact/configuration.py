@@ -28,6 +28,7 @@ DATASETS = {
 }
 BN_STATISTICS = ("per_device", "synchronized")
 ON_DIVERGENCE = ("raise", "stop")
+RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 BN_AXIS_NAME = "batch"  # the pmapped axis of the train step
 
 
@@ -90,6 +91,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_process
     for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
         if config[field] < 1:
             raise ValueError(f"{field} must be positive, got {config[field]}")
+    if config.rng_impl not in RNG_IMPLS:
+        raise ValueError(f"unknown rng_impl {config.rng_impl!r}; valid: {RNG_IMPLS}")
     if config.on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"unknown on_divergence {config.on_divergence!r}; valid: {ON_DIVERGENCE}")
     return model

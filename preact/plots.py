@@ -27,6 +27,8 @@ from preact import metrics as metrics_lib
 
 LOSS_STYLE = "--"  # the paper's dashed training loss
 ERROR_STYLE = "-"  # the paper's solid test error
+# Matplotlib's tab10 without its grey (C7), which the legend's style keys use.
+COLORS = tuple(f"C{i}" for i in range(10) if i != 7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,17 +97,31 @@ def draw_runs(
     Every line carries a ``gid`` of ``"<name>/train_loss"`` or ``"<name>/test_error"``, so the
     curves can be found again (the tests compare them with the files).
     """
-    colors = colors or [f"C{i % 10}" for i in range(len(runs))]
+    colors = colors or [COLORS[i % len(COLORS)] for i in range(len(runs))]
     for run, color in zip(runs, colors, strict=True):
         label = run.name
         if run.diverged_step is not None:
             label += f" (diverged at {run.diverged_step})"
+        # A lone point (a run stopped after one log) would draw no line: give it a marker.
+        loss_marker = "." if len(run.train_steps) < 2 else None
+        error_marker = "o" if len(run.eval_steps) < 2 else None
         (loss_line,) = loss_ax.plot(
-            run.train_steps, run.train_loss, LOSS_STYLE, color=color, linewidth=1.0
+            run.train_steps,
+            run.train_loss,
+            LOSS_STYLE,
+            color=color,
+            linewidth=1.0,
+            marker=loss_marker,
         )
         loss_line.set_gid(f"{run.name}/train_loss")
         (error_line,) = error_ax.plot(
-            run.eval_steps, run.test_error, ERROR_STYLE, color=color, linewidth=1.5, label=label
+            run.eval_steps,
+            run.test_error,
+            ERROR_STYLE,
+            color=color,
+            linewidth=1.5,
+            label=label,
+            marker=error_marker,
         )
         error_line.set_gid(f"{run.name}/test_error")
         if run.diverged_step is not None:
@@ -128,7 +144,7 @@ def _legend(error_ax, runs: Sequence[Run]) -> None:
         Line2D([], [], color="grey", linestyle=ERROR_STYLE),
     ]
     labels += ["training loss", "test error"]
-    error_ax.legend(handles, labels, loc="upper right", fontsize="small", framealpha=0.8)
+    error_ax.legend(handles, labels, loc="best", fontsize="small", framealpha=0.8)
 
 
 def plot_runs(
@@ -184,17 +200,24 @@ def plot_panels(
     names: list[str] = []
     for _, runs in panels:
         names += [r.name for r in runs if r.name not in names]
-    palette = {name: f"C{i % 10}" for i, name in enumerate(names)}
+    palette = {name: COLORS[i % len(COLORS)] for i, name in enumerate(names)}
     ncols = min(ncols, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), dpi=dpi)
     FigureCanvasAgg(fig)
+    pairs = []
     for i, (panel_title, runs) in enumerate(panels):
         loss_ax = fig.add_subplot(nrows, ncols, i + 1)
         error_ax = loss_ax.twinx()
         draw_runs(loss_ax, error_ax, runs, colors=[palette[r.name] for r in runs])
         _legend(error_ax, runs)
         loss_ax.set_title(panel_title, fontsize="medium")
+        pairs.append((loss_ax, error_ax))
+    # One scale for every panel, so a curve shared by several panels looks the same in each.
+    for column in (0, 1):
+        top = max(pair[column].get_ylim()[1] for pair in pairs)
+        for pair in pairs:
+            pair[column].set_ylim(0, top)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -60,6 +60,7 @@ import optax
 from preact import configuration, networks, units
 
 BN_MODES = ("batch", "running")
+JIT_MAX_UNITS = 60  # see unit_signals
 
 # The networks of the paper's argument: original vs full pre-activation at three depths (Table 3,
 # Fig. 1), and on ResNet-110 the two Table 1 shortcuts that scale the signal: constant scaling
@@ -142,6 +143,35 @@ def _interceptor(perturbations: Sequence[jax.Array] | None, record: dict[str, li
     return intercept
 
 
+def _forward(model, train, perturbations, variables, images, labels):
+    record: dict[str, list] = {"xs": [], "units": [], "non_identity": []}
+    with nn.intercept_methods(_interceptor(perturbations, record)):
+        # Batch statistics are computed but not kept: the measurement must not change the
+        # variables it measures.
+        logits, _ = model.apply(
+            variables,
+            images,
+            train=train,
+            mutable=["batch_stats"],
+            rngs={"dropout": jax.random.key(0)},
+        )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, record
+
+
+def _signals(model, train, zeros, variables, images, labels):
+    def loss_fn(perturbations):
+        loss, record = _forward(model, train, perturbations, variables, images, labels)
+        return loss, record["xs"]
+
+    (loss, xs), grads = jax.value_and_grad(loss_fn, has_aux=True)(zeros)
+    return loss, xs, grads
+
+
+# Flax modules hash by their fields: one compilation per network, reused across calls.
+_signals_jit = jax.jit(_signals, static_argnums=(0, 1))
+
+
 def unit_signals(
     model: networks.ResNet,
     variables: Mapping[str, Any],
@@ -149,39 +179,40 @@ def unit_signals(
     labels: jax.Array,
     *,
     bn: str = "batch",
+    jit: bool | None = None,
 ) -> Signals:
-    """``x_l`` and ``dE/dx_l`` at every residual unit of an unrolled (``scan=False``) model."""
+    """``x_l`` and ``dE/dx_l`` at every residual unit of an unrolled (``scan=False``) model.
+
+    ``jit=None`` compiles the whole forward-backward pass for nets of up to
+    :data:`JIT_MAX_UNITS` units and runs deeper ones op by op. Compiling grows with the unrolled
+    graph (about 10 s for ResNet-110's 54 units on 2 shared CPU cores), while op-by-op execution
+    compiles each distinct op once and reuses it for every identical unit: ResNet-1001's 333
+    units are measured in 25-45 s that way.
+    """
     if model.scan:
         raise ValueError("build the model with scan=False: a scanned stage hides its units")
     if bn not in BN_MODES:
         raise ValueError(f"unknown bn {bn!r}; valid: {BN_MODES}")
     train = bn == "batch"
+    meta: dict[str, list] = {}
 
-    def forward(perturbations):
-        record: dict[str, list] = {"xs": [], "units": [], "non_identity": []}
-        with nn.intercept_methods(_interceptor(perturbations, record)):
-            # Batch statistics are computed but not kept: the measurement must not change the
-            # variables it measures.
-            logits, _ = model.apply(
-                variables,
-                images,
-                train=train,
-                mutable=["batch_stats"],
-                rngs={"dropout": jax.random.key(0)},
-            )
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        return loss, record
+    def trace_shapes():
+        _, record = _forward(model, train, None, variables, images, labels)
+        meta.update(units=record["units"], non_identity=record["non_identity"])
+        return record["xs"]
 
-    shapes = jax.eval_shape(lambda: forward(None)[1]["xs"])
+    shapes = jax.eval_shape(trace_shapes)  # also names the units, at trace time
+    if jit is None:
+        jit = len(shapes) - 1 <= JIT_MAX_UNITS
     zeros = [jnp.zeros(s.shape, s.dtype) for s in shapes]
-    # Eager, not jitted: XLA would compile a 333-unit unrolled graph for minutes on a CPU, while
-    # op-by-op execution reuses each (cached) op of the identical units.
-    (loss, record), grads = jax.value_and_grad(forward, has_aux=True)(zeros)
+    loss, xs, grads = (_signals_jit if jit else _signals)(
+        model, train, zeros, variables, images, labels
+    )
     return Signals(
-        xs=record["xs"],
+        xs=list(xs),
         grads=list(grads),
-        units=record["units"],
-        non_identity=record["non_identity"],
+        units=meta["units"],
+        non_identity=meta["non_identity"],
         loss=float(loss),
     )
 
@@ -297,7 +328,9 @@ def measure_config(
     height, width, channels = info.image_shape
     if image_size is not None:
         height = width = image_size
-    image_key, label_key, init_key = jax.random.split(jax.random.key(seed), 3)
+    # The "rbg" generator draws the same distributions (He-normal init, N(0, 1) images) as the
+    # default threefry, whose XLA:CPU compilation takes over a second per parameter shape.
+    image_key, label_key, init_key = jax.random.split(jax.random.key(seed, impl="rbg"), 3)
     images = jax.random.normal(image_key, (batch_size, height, width, channels))
     labels = jax.random.randint(label_key, (batch_size,), 0, info.num_classes)
     if workdir:
@@ -323,10 +356,12 @@ def plot(measurements: Sequence[Measurement], *, out: str | None = None, title: 
     fig = Figure(figsize=(5.0 * len(depths), 7.5), dpi=110)
     FigureCanvasAgg(fig)
     axes = fig.subplots(2, len(depths), squeeze=False)
-    names = list(dict.fromkeys(m.name for m in measurements))
-    palette = {n: f"C{i % 10}" for i, n in enumerate(names)}
     for col, depth in enumerate(depths):
-        for m in (m for m in measurements if m.depth == depth):
+        # Colours by order within a column, so "original" and "pre-act" (listed in the same
+        # order at every depth) keep their colours from column to column.
+        column = [m for m in measurements if m.depth == depth]
+        palette = {m.name: f"C{i % 10}" for i, m in enumerate(column)}
+        for m in column:
             index = np.arange(1, len(m.forward) + 1)
             for row, values in enumerate((m.forward, m.backward)):
                 ax = axes[row][col]
@@ -335,8 +370,9 @@ def plot(measurements: Sequence[Measurement], *, out: str | None = None, title: 
                 # Units where h is not the identity: dimension changes (footnote 1) and the
                 # shared pre-activation of pre-act nets.
                 steps = [i + 1 for i, c in enumerate(m.non_identity) if c]
-                ax.plot(steps, values[np.array(steps, dtype=int) - 1], "o", ms=3,
-                        color=palette[m.name])  # fmt: skip
+                ax.plot(
+                    steps, values[np.array(steps, dtype=int) - 1], "o", ms=3, color=palette[m.name]
+                )
         axes[0][col].set_title(f"{depth} layers")
         axes[0][col].set_ylabel("RMS of $x_l$ (forward)")
         axes[1][col].set_ylabel(r"RMS of $\partial E/\partial x_l$ (backward)")
@@ -359,6 +395,16 @@ def plot(measurements: Sequence[Measurement], *, out: str | None = None, title: 
     return fig
 
 
+def load_measurements(path: str) -> list[Measurement]:
+    """The measurements a run of this command saved as JSON (to re-plot without re-measuring)."""
+    with open(path) as f:
+        records = json.load(f)
+    return [
+        Measurement(**{**r, "forward": np.array(r["forward"]), "backward": np.array(r["backward"])})
+        for r in records
+    ]
+
+
 def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",")] if value else []
 
@@ -369,12 +415,17 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
     parser = argparse.ArgumentParser(
         prog="python -m preact.propagation", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--configs", default=",".join(spec for spec, _ in PAPER_NETWORKS),
-                        help="comma-separated PATH[:ARG][@field=value...] (default: the paper's "
-                             "8 networks)")  # fmt: skip
+    parser.add_argument(
+        "--configs",
+        default=",".join(spec for spec, _ in PAPER_NETWORKS),
+        help="comma-separated PATH[:ARG][@field=value...] (default: the paper's 8 networks)",
+    )
     parser.add_argument("--labels", default=None, help="comma-separated legend names")
-    parser.add_argument("--workdirs", default=None,
-                        help="comma-separated checkpoint workdirs, one per config ('' = init)")  # fmt: skip
+    parser.add_argument(
+        "--workdirs",
+        default=None,
+        help="comma-separated checkpoint workdirs, one per config ('' = init)",
+    )
     parser.add_argument("--out", default="docs/propagation.png")
     parser.add_argument("--json", default=None, help="numbers as JSON (default: OUT with .json)")
     parser.add_argument("--batch_size", type=int, default=8)
@@ -382,7 +433,17 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
     parser.add_argument("--bn", choices=BN_MODES, default="batch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--title", default=None)
+    parser.add_argument(
+        "--from_json",
+        default=None,
+        help="re-plot the measurements of an earlier run's JSON; measure nothing",
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        measurements = load_measurements(args.from_json)
+        plot(measurements, out=args.out, title=args.title)
+        print(f"wrote {args.out}")
+        return measurements
 
     specs = _split(args.configs)
     default_labels = dict(PAPER_NETWORKS)
@@ -395,9 +456,15 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
         config, auto_label = load_config(spec)
         name = label or default_labels.get(spec) or auto_label
         start = time.perf_counter()
-        m = measure_config(config, name=name, workdir=workdir or None,
-                           batch_size=args.batch_size, image_size=args.image_size, bn=args.bn,
-                           seed=args.seed)  # fmt: skip
+        m = measure_config(
+            config,
+            name=name,
+            workdir=workdir or None,
+            batch_size=args.batch_size,
+            image_size=args.image_size,
+            bn=args.bn,
+            seed=args.seed,
+        )
         print(
             f"{name}: {len(m.forward) - 1} units, loss {m.loss:.3f}, RMS x_1 {m.forward[0]:.3g} "
             f"-> x_L+1 {m.forward[-1]:.3g}, dE/dx_1 {m.backward[0]:.3g} -> dE/dx_L+1 "

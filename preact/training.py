@@ -45,7 +45,7 @@ class DivergenceError(RuntimeError):
 def create_train_state(
     config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...]
 ) -> TrainState:
-    rng = jax.random.key(config.seed)
+    rng = jax.random.key(config.seed, impl=config.rng_impl)
 
     @jax.jit
     def init() -> TrainState:
@@ -75,11 +75,12 @@ def train_step(
     *,
     learning_rate_fn: Callable[[Any], Any],
     seed: int,
+    rng_impl: str = "threefry2x32",
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on this device's share of the batch; call it through :func:`parallel`."""
     # Dropout (the dropout-shortcut variant) draws from (seed, step, device): a pure function of
     # the step, so a resumed run draws the same masks.
-    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), state.step),
+    rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed, impl=rng_impl), state.step),
                              jax.lax.axis_index(AXIS))  # fmt: skip
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[Any, jax.Array]]:
@@ -155,7 +156,10 @@ def replicate(tree: Any, devices: list[Any] | None = None) -> Any:
 
 def make_train_step(config: ml_collections.ConfigDict, devices: list[Any] | None = None):
     step = functools.partial(
-        train_step, learning_rate_fn=optim.learning_rate_schedule(config), seed=config.seed
+        train_step,
+        learning_rate_fn=optim.learning_rate_schedule(config),
+        seed=config.seed,
+        rng_impl=config.rng_impl,
     )
     return parallel(step, devices)
 

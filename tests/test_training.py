@@ -143,7 +143,7 @@ def test_non_finite_step_is_not_applied():
 
 
 def test_train_and_evaluate_writes_metrics_and_checkpoints(tmp_path):
-    config = tiny_config()
+    config = tiny_config(rng_impl="threefry2x32")  # the default generator, end to end
     result = training.train_and_evaluate(config, str(tmp_path))
     assert result["step"] == 10
     records = read_metrics(str(tmp_path))
@@ -173,6 +173,7 @@ def no_compile(monkeypatch):
         (dict(warmup_steps=10), "warmup_steps=10 must be shorter than training"),
         (dict(lr_boundaries_steps=(8, 4)), "lr_boundaries_steps=\\(8, 4\\) must be increasing"),
         (dict(bn_statistics="global"), "unknown bn_statistics 'global'"),
+        (dict(rng_impl="philox"), "unknown rng_impl 'philox'"),
         ({"model.depth": 9}, "depth 9 is impossible"),
         ({"model.unit": "preact"}, "unknown unit 'preact'"),
         (dict(dataset="mnist"), "mnist"),

@@ -47,6 +47,7 @@ class DevicePipeline(InputPipeline):
         batch_size: int,
         eval_batch_size: int,
         seed: int,
+        rng_impl: str = "threefry2x32",
         padding: int,
         flip: bool,
         devices: Sequence[jax.Device],
@@ -69,6 +70,7 @@ class DevicePipeline(InputPipeline):
         self._eval_arrays = put((evaluation.images, evaluation.labels))
         self._norm = put((normalization.mean, normalization.scale))
         self._seed = np.uint32(seed)
+        self._rng_impl = rng_impl
         self._order_epoch, self._order = -1, None
 
         host_batch, host_eval_batch = batch_size // process_count, eval_batch_size // process_count
@@ -77,6 +79,7 @@ class DevicePipeline(InputPipeline):
             global_batch=batch_size,
             host_offset=process_index * host_batch,
             device_batch=host_batch // num_devices,
+            rng_impl=rng_impl,
             padding=padding,
             flip=flip,
         )
@@ -89,7 +92,9 @@ class DevicePipeline(InputPipeline):
 
     def _epoch_order(self, epoch: int) -> jax.Array:
         if epoch != self._order_epoch:  # one permutation per epoch, kept on device
-            order = _epoch_order(self._seed, np.int32(epoch), self.num_train_examples, self._mesh)
+            order = _epoch_order(
+                self._seed, np.int32(epoch), self.num_train_examples, self._mesh, self._rng_impl
+            )
             self._order_epoch, self._order = epoch, order
         return self._order
 
@@ -131,6 +136,7 @@ class _TrainLayout:
     global_batch: int
     host_offset: int  # where this host's share starts in the global batch
     device_batch: int
+    rng_impl: str
     padding: int
     flip: bool
 
@@ -143,14 +149,16 @@ class _EvalLayout:
     device_batch: int
 
 
-def _keys(seed):
-    order_key, augment_key = jax.random.split(jax.random.key(seed))
+def _keys(seed, impl):
+    # The implementation is explicit: a jitted function's cache does not see the process-wide
+    # default, so relying on it would let one caller's setting leak into another's batches.
+    order_key, augment_key = jax.random.split(jax.random.key(seed, impl=impl))
     return order_key, augment_key
 
 
-@functools.partial(jax.jit, static_argnames=("num_examples", "mesh"))
-def _epoch_order(seed, epoch, num_examples, mesh):
-    order_key, _ = _keys(seed)
+@functools.partial(jax.jit, static_argnames=("num_examples", "mesh", "impl"))
+def _epoch_order(seed, epoch, num_examples, mesh, impl):
+    order_key, _ = _keys(seed, impl)
     order = jax.random.permutation(jax.random.fold_in(order_key, epoch), num_examples)
     return jax.lax.with_sharding_constraint(order, NamedSharding(mesh, P()))
 
@@ -180,7 +188,7 @@ def _train_shard(arrays, norm, order, step, seed, *, layout: _TrainLayout):
     indices = jax.lax.dynamic_slice_in_dim(order, start, layout.device_batch)
     batch = Normalization(*norm)(images[indices])
     if layout.padding or layout.flip:
-        _, augment_key = _keys(seed)
+        _, augment_key = _keys(seed, layout.rng_impl)
         keys = augment_lib.example_keys(augment_key, step, positions)
         batch = augment_lib.pad_crop_flip(batch, keys, padding=layout.padding, flip=layout.flip)
     return {"image": batch[None], "label": labels[indices][None]}

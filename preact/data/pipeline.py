@@ -26,6 +26,7 @@ from preact.data.streaming import StreamingPipeline, train_transform
 __all__ = ["DataError", "InputPipeline", "make_pipeline"]
 
 DATA_SOURCES = ("auto", "archive", "tfds")
+RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 AUGMENTS = ("pad_crop_flip", "none", "scale_jitter", "inception_crop")
 _STREAMING_AUGMENTS = ("scale_jitter", "inception_crop")
 _ARCHIVE_DATASETS = tuple(cifar.ARCHIVES)
@@ -42,6 +43,7 @@ class DataSettings:
     batch_size: int
     eval_batch_size: int
     seed: int
+    rng_impl: str
     normalization: str
     augment: str
     crop_padding: int
@@ -79,6 +81,8 @@ def make_pipeline(
       batch_size: the global training batch, divisible by process_count * len(devices).
       eval_batch_size: the global evaluation batch, divisible likewise.
       seed: int in [0, 2**32); training batch `step` is a pure function of (seed, step).
+      rng_impl: the jax.random implementation of the on-device pipeline ('threefry', the
+        default, or 'rbg'); part of what the batches are a function of.
       normalization: 'per_pixel_mean' (the paper: the mean training image is subtracted) or
         'per_channel' (the Torch recipe: per-channel mean and std); see preact.data.normalize.
       augment: 'pad_crop_flip' (CIFAR: zero-pad by crop_padding, random crop, random flip),
@@ -149,6 +153,7 @@ def read_settings(config) -> DataSettings:
         batch_size=required("batch_size"),
         eval_batch_size=required("eval_batch_size"),
         seed=required("seed"),
+        rng_impl=config.get("rng_impl", "threefry2x32"),
         normalization=required("normalization"),
         augment=required("augment"),
         crop_padding=required("crop_padding"),
@@ -173,6 +178,7 @@ def read_settings(config) -> DataSettings:
     for name in ("batch_size", "eval_batch_size", "image_size", "num_data_workers"):
         _check_int(name, getattr(settings, name), minimum=1)
     _check_int("seed", settings.seed, minimum=0)
+    _check_choice("rng_impl", settings.rng_impl, RNG_IMPLS)
     if settings.seed >= 2**32:  # the on-device pipeline seeds jax.random with a uint32
         raise DataError(f"config.seed must be < 2**32, got {settings.seed}")
     _check_int("crop_padding", settings.crop_padding, minimum=0)
@@ -279,6 +285,7 @@ def _device_pipeline(settings, data, devices, process_index, process_count) -> D
         batch_size=settings.batch_size,
         eval_batch_size=settings.eval_batch_size,
         seed=settings.seed,
+        rng_impl=settings.rng_impl,
         padding=settings.crop_padding if crop_flip else 0,
         flip=crop_flip and bool(settings.random_flip),
         devices=devices,

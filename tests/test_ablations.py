@@ -1,0 +1,105 @@
+"""The ablation command on a tiny setting, and the bookkeeping behind its tables."""
+
+import json
+import math
+
+import pytest
+
+from preact import ablations, configuration
+
+
+@pytest.mark.parametrize("key", sorted(ablations.VARIANTS))
+def test_every_variant_is_a_valid_config(key):
+    config = ablations.VARIANTS[key].config(ablations.Scale(), seed=0)
+    model = configuration.validate(config, num_devices=8)
+    assert config.dataset == "digits" and not config.model.scan
+    assert config.on_divergence == "stop"
+    assert config.experiment == key
+    assert model.paper_depth() == config.model.depth
+
+
+def test_tables_name_the_paper_variants():
+    assert len(ablations.table_variants(1)) == 10
+    assert len(ablations.table_variants(2)) == 10  # 5 units x (basic, bottleneck)
+    assert ablations.table_variants(3) == [
+        "original_one_layer",
+        "full_preact_one_layer",
+        "original_basic",
+        "full_preact_basic",
+        "original_bottleneck",
+        "full_preact_bottleneck",
+        "original_deep",
+        "full_preact_deep",
+    ]
+    assert all(
+        k in ablations.VARIANTS for t in ablations.TABLES for k in ablations.table_variants(t)
+    )
+    gated = ablations.VARIANTS["exclusive_gating_-6"].config(ablations.Scale(), 0)
+    assert gated.model.shortcut_variant == "exclusive_gating" and gated.model.gate_bias == -6.0
+    assert gated.model.unit == "original"
+
+
+def result(error, loss=0.1, diverged=None, seed=0):
+    return ablations.Result("v", seed, f"/w{seed}", error, loss, diverged, seconds=None)
+
+
+def test_fail_is_the_median_of_seeds():
+    ok = ablations.summarize([result(2.0), result(3.0), result(50.0)], fail_error=10.0)
+    assert ok["median_test_error"] == 3.0 and not ok["fail"] and ok["failed_seeds"] == 1
+    diverged = [
+        result(math.inf, math.inf, diverged=40),
+        result(math.inf, math.inf, 90),
+        result(4.0),
+    ]
+    bad = ablations.summarize(diverged, fail_error=10.0)
+    assert bad["fail"] and bad["diverged_seeds"] == 2
+    assert "**fail**" in ablations._cell(bad) and "2 diverged" in ablations._cell(bad)
+    assert ablations.median([1.0, 3.0]) == 2.0 and ablations.median([1.0, math.inf]) == math.inf
+    assert (
+        ablations.median_run([result(5.0, seed=0), result(1.0, seed=1), result(3.0, seed=2)]).seed
+        == 2
+    )
+
+
+def test_command_on_a_tiny_setting(tmp_path):
+    out, root = tmp_path / "docs", tmp_path / "runs"
+    args = [
+        "--table=1",
+        "--only=original_basic,scaling_0.5_1",
+        "--seeds=1",
+        "--steps=10",
+        "--basic_depth=8",
+        "--basic_width=4",
+        f"--out={out}",
+        f"--workdir_root={root}",
+    ]
+    results = ablations.main(args)
+    assert sorted(results) == ["original_basic", "scaling_0.5_1"]
+    for runs in results.values():
+        (run,) = runs
+        assert run.trained and run.seconds > 0 and 0 <= run.test_error <= 100
+        assert math.isfinite(run.train_loss)
+
+    table = (out / "ablation_table1.md").read_text()
+    assert "python -m preact.ablations --table=1" in table
+    assert "basic-8 (width 4)" in table and "10 iterations" in table
+    rows = {
+        line.split(" | ")[0].lstrip("| "): line
+        for line in table.splitlines()
+        if line.startswith("| ")
+    }
+    assert "6.61" in rows["original"]  # the paper's number beside ours
+    assert "not run" in rows["1x1 conv shortcut"]
+    ours = results["original_basic"][0]
+    expected = "**fail**" if ours.test_error > 10 else f"{ours.test_error:.2f}"
+    assert expected in rows["original"]
+
+    saved = json.loads((out / "ablation_table1.json").read_text())
+    assert saved["scale"]["steps"] == 10
+    assert saved["variants"]["original_basic"]["runs"][0]["test_error"] == ours.test_error
+    assert (out / "ablation_table1.png").read_bytes()[:4] == b"\x89PNG"
+
+    # A second invocation finds the finished runs and trains nothing.
+    again = ablations.main(args)
+    assert not any(r.trained for runs in again.values() for r in runs)
+    assert again["original_basic"][0].test_error == ours.test_error
