@@ -98,14 +98,16 @@ class Checkpointer:
         else:
             options = ocp.CheckpointManagerOptions(
                 max_to_keep=config.get("keep_checkpoints", 3),
-                cleanup_tmp_directories=True,
+                cleanup_tmp_directories=False,  # done by _remove_partial_saves, see below
                 # Synchronous saves: a save returns only once the checkpoint is complete on disk,
                 # so "checkpoint written" in the log is true even if the process dies right after.
                 enable_async_checkpointing=False,
             )
-        self.manager = ocp.CheckpointManager(self.directory, options=options)
         if not read_only:
+            # Before the manager exists: removing them later races with a new save of the same
+            # step, which reuses the temporary name.
             self._remove_partial_saves()
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def _remove_partial_saves(self) -> None:
         """Delete what a process killed mid-save left: Orbax's unfinished temporary dirs."""
