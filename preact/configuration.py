@@ -24,6 +24,8 @@ DATASETS = {
     "cifar10": DatasetInfo(10, (32, 32, 3)),
     "cifar100": DatasetInfo(100, (32, 32, 3)),
     "digits": DatasetInfo(10, (8, 8, 1)),
+    "mnist": DatasetInfo(10, (28, 28, 1)),
+    "fashion_mnist": DatasetInfo(10, (28, 28, 1)),
     "imagenet2012": DatasetInfo(1000, (224, 224, 3)),
 }
 BN_STATISTICS = ("per_device", "synchronized")

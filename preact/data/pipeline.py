@@ -2,13 +2,14 @@
 
 Everything that can be wrong with the settings or the data is found here, before any device work,
 and reported as one `DataError`. Two pipelines serve the result:
-- `DevicePipeline` for datasets that fit in device memory (CIFAR, digits, small TFDS datasets of
-  fixed image size): augmentation 'pad_crop_flip' or 'none' (paper.md §5.1);
+- `DevicePipeline` for datasets that fit in device memory (CIFAR, MNIST, Fashion-MNIST, digits,
+  small TFDS datasets of fixed image size): augmentation 'pad_crop_flip' or 'none' (paper.md §5.1);
 - `StreamingPipeline` for the rest (ImageNet): 'scale_jitter' or 'inception_crop' on host worker
   threads (paper.md §5.2, §7.3), evaluated at each of `eval_crops`.
 """
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from preact.data import cifar, digits, normalize, tfds_source
+from preact.data import cifar, digits, mnist, normalize, tfds_source
 from preact.data.arrays import InMemoryDataset
 from preact.data.base import InputPipeline
 from preact.data.device_pipeline import DevicePipeline
@@ -29,8 +30,10 @@ DATA_SOURCES = ("auto", "archive", "tfds")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 AUGMENTS = ("pad_crop_flip", "none", "scale_jitter", "inception_crop")
 _STREAMING_AUGMENTS = ("scale_jitter", "inception_crop")
-_ARCHIVE_DATASETS = tuple(cifar.ARCHIVES)
+_ARCHIVE_DATASETS = (*cifar.ARCHIVES, *mnist.SOURCES)  # read from their official files
 _STAT_SAMPLE = 500  # images read to estimate per-channel statistics of an unknown streamed set
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +69,17 @@ def make_pipeline(
     """Builds the input pipeline that `config` describes.
 
     Config fields (an ml_collections.ConfigDict or a dict):
-      dataset: 'cifar10', 'cifar100', 'digits' (scikit-learn's 8x8 digits, offline; see
+      dataset: 'cifar10', 'cifar100', 'mnist', 'fashion_mnist' (28x28 grey; see
+        preact.data.mnist), 'digits' (scikit-learn's 8x8 digits, offline; see
         preact.data.digits) or the name of any TFDS image classification dataset, e.g.
         'imagenet2012'.
-      data_source: where cifar10/cifar100 come from. 'archive': the official archive
-        (cifar-10-python.tar.gz or cifar-10-binary.tar.gz, and the cifar-100 ones) in data_dir,
-        downloaded there from the CIFAR page if missing. 'tfds': a copy prepared by TFDS in
-        data_dir. 'auto': an archive in data_dir if there is one, else a prepared TFDS copy, else
-        the download. Other datasets always come from TFDS ('auto' or 'tfds'); digits from
+      data_source: where cifar10/cifar100/mnist/fashion_mnist come from. 'archive': the official
+        files, downloaded into data_dir if missing: cifar-10-python.tar.gz or
+        cifar-10-binary.tar.gz (and the cifar-100 ones) in data_dir; the four IDX files of
+        mnist/fashion_mnist in data_dir, data_dir/<name>_idx or, for fashion_mnist, where Debian
+        installs them (see preact.data.mnist). 'tfds': a copy prepared by TFDS in data_dir.
+        'auto': the official files if there are any, else a prepared TFDS copy, else the
+        download. Other datasets always come from TFDS ('auto' or 'tfds'); digits from
         scikit-learn ('auto').
       data_dir: the directory holding the archives and the TFDS datasets. '' means TFDS's
         default, $TFDS_DATA_DIR or ~/tensorflow_datasets (created if a download needs it); a
@@ -245,9 +251,12 @@ def _find_data(settings: DataSettings) -> InMemoryDataset | tfds_source.TfdsData
         )
     data_dir = _data_dir(settings)
     if name in _ARCHIVE_DATASETS and source != "tfds":
-        has_archive = cifar.find_archive(name, data_dir) is not None
-        if source == "archive" or has_archive or not tfds_source.is_prepared(name, data_dir):
-            return cifar.load(name, data_dir)
+        if name in mnist.SOURCES:
+            has_files, load = mnist.find_copy(name, data_dir) is not None, mnist.load
+        else:
+            has_files, load = cifar.find_archive(name, data_dir) is not None, cifar.load
+        if source == "archive" or has_files or not tfds_source.is_prepared(name, data_dir):
+            return load(name, data_dir)
     return tfds_source.open_dataset(
         name, data_dir, train_split=settings.train_split, eval_split=settings.eval_split
     )
@@ -277,6 +286,13 @@ def _device_pipeline(settings, data, devices, process_index, process_count) -> D
     else:
         train, evaluation = _array_splits(settings, data)
     crop_flip = settings.augment == "pad_crop_flip"
+    flip = crop_flip and bool(settings.random_flip)
+    if flip and mnist.flip_changes_class(data.name):
+        log.warning(
+            "config.random_flip is True for %r: a mirrored digit is not the same digit; set "
+            "--config.random_flip=False",
+            data.name,
+        )
     return DevicePipeline(
         data,
         normalize.for_arrays(settings.normalization, data.name, train.images),
@@ -287,7 +303,7 @@ def _device_pipeline(settings, data, devices, process_index, process_count) -> D
         seed=settings.seed,
         rng_impl=settings.rng_impl,
         padding=settings.crop_padding if crop_flip else 0,
-        flip=crop_flip and bool(settings.random_flip),
+        flip=flip,
         devices=devices,
         process_index=process_index,
         process_count=process_count,
