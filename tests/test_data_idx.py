@@ -18,6 +18,8 @@ import ml_collections
 import numpy as np
 import pytest
 
+from configs import fashion_mnist
+from preact import configuration
 from preact.data import download, make_pipeline, mnist
 from preact.data.errors import DataError, DataNotFoundError
 from tests.helpers import run_script
@@ -269,3 +271,10 @@ def test_train_py_exits_2_on_a_corrupt_file_before_compiling(tmp_path):
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert lines[0].startswith("error: ") and str(bad) in lines[0]
     assert not workdir.exists()  # train_and_evaluate creates it only after the data is found
+
+
+def test_fashion_mnist_config_is_valid_and_drops_at_half_and_three_quarters():
+    c = fashion_mnist.get_config()
+    configuration.validate(c, num_devices=8)
+    assert configuration.dataset_info(c) == configuration.DatasetInfo(10, (28, 28, 1))
+    assert c.lr_boundaries_steps == (c.num_train_steps // 2, c.num_train_steps * 3 // 4)
