@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from preact import layers as layers_lib
 from preact import units as units_lib
 from preact.units import ModuleDef
 
@@ -42,6 +43,7 @@ IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
 }
 DOWNSAMPLE_SHORTCUTS = ("zero_pad", "projection")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+CONV_GRADS = ("auto", "xla", "canonical")
 GATING_VARIANTS = ("exclusive_gating", "shortcut_only_gating")
 DEFAULT_GATE_BIAS = -6.0  # Table 1: the best b_g of the search over 0..-10
 
@@ -153,6 +155,12 @@ class ResNet(nn.Module):
         ``gate_bias`` is None unless the variant has a gate.
       bottleneck_stride: which conv of a downsampling bottleneck unit strides.
       scan, remat: run the identical units of each stage under ``nn.scan`` / ``nn.remat``.
+      fused_bn_relu: every BN followed by ReLU is one :class:`preact.layers.BatchNormReLU`
+        (same variables and forward, a backward that keeps a third of the memory).
+      conv_grad: how the scanned units' convs compute their gradients: ``xla`` (JAX's own
+        transpose rule), ``canonical`` (:func:`preact.layers.canonical_grad_conv`, which keeps
+        XLA:CPU on its fast convolution path inside the scan loop) or ``auto`` (canonical on
+        CPU, XLA's elsewhere). Units outside a scan always use XLA's.
       dtype: compute dtype; parameters and BN statistics stay float32, logits come out float32.
       bn_momentum: Flax's momentum, the weight of the old running average (0.9 = Torch's 0.1).
       bn_axis_name: the device axis to synchronize BN statistics over (None: per device).
@@ -177,6 +185,8 @@ class ResNet(nn.Module):
     bottleneck_stride: str = "first_1x1"
     scan: bool = True
     remat: bool = False
+    fused_bn_relu: bool = True
+    conv_grad: str = "auto"
     dtype: Any = jnp.float32
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
@@ -213,11 +223,11 @@ class ResNet(nn.Module):
         )
 
     def _make_unit(
-        self, conv: ModuleDef, norm: ModuleDef, in_features: int, stage: int, first: bool
+        self, layers: dict[str, ModuleDef], in_features: int, stage: int, first: bool
     ) -> ModuleDef:
         features = self.widths[stage]
         strides = self.stage_strides()[stage] if first else 1
-        layers = units_lib.residual_layers(self.block, features, strides, self.bottleneck_stride)
+        residual = units_lib.residual_layers(self.block, features, strides, self.bottleneck_stride)
         changes = first and (in_features != features or strides != 1)
         shortcut = self.downsample_shortcut if changes else "identity"
         kwargs = self._unit_kwargs()
@@ -226,16 +236,50 @@ class ResNet(nn.Module):
             # ImageNet stem (BN-ReLU-maxpool) the first unit needs no pre-activation at all.
             kwargs["shared_preact"] = first
             kwargs["preactivate"] = not (first and stage == 0 and self.stem == "imagenet")
+        scanned = self.scan and not first
         return functools.partial(
-            self.unit_cls, layers=layers, shortcut=shortcut, conv=conv, norm=norm, **kwargs
+            self.unit_cls,
+            layers=residual,
+            shortcut=shortcut,
+            conv=layers["scan_conv" if scanned else "conv"],
+            norm=layers["norm"],
+            norm_act=layers["norm_act"],
+            **kwargs,
         )
+
+    def _canonical_conv_grad(self) -> bool:
+        if self.conv_grad == "auto":
+            # Measured (docs/performance.md): XLA:CPU runs JAX's weight-gradient conv inside a
+            # while loop 10x slower than the canonical form; other backends are left to XLA.
+            return jax.default_backend() == "cpu"
+        return self.conv_grad == "canonical"
+
+    def _layers(self) -> dict[str, ModuleDef]:
+        """The configured conv and norm layers every unit receives."""
+        conv = units_lib.conv_partial(self.dtype, self.conv_init_mode)
+        bn = (self.dtype, self.bn_momentum, self.bn_epsilon, self.bn_axis_name)
+        scan_conv = conv
+        if self._canonical_conv_grad():
+            scan_conv = functools.partial(conv, conv_general_dilated=layers_lib.canonical_grad_conv)
+        return {
+            "conv": conv,
+            "scan_conv": scan_conv,
+            "norm": units_lib.norm_partial(*bn),
+            "norm_act": units_lib.norm_act_partial(*bn) if self.fused_bn_relu else None,
+        }
+
+    def _norm_act(self, x: jax.Array, *, train: bool, name: str, act: bool = True) -> jax.Array:
+        """BN (and ReLU when ``act``) outside the units: after the stem and before pooling."""
+        layers = self._layers()
+        if act and layers["norm_act"] is not None:
+            return layers["norm_act"](use_running_average=not train, name=name)(x)
+        x = layers["norm"](use_running_average=not train, name=name)(x)
+        return nn.relu(x) if act else x
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        conv = units_lib.conv_partial(self.dtype, self.conv_init_mode)
-        norm = units_lib.norm_partial(
-            self.dtype, self.bn_momentum, self.bn_epsilon, self.bn_axis_name
-        )
+        layers = self._layers()
+        conv = layers["conv"]
         x = jnp.asarray(x, self.dtype)
         unit_cls = self.unit_cls
         if self.stem == "imagenet":
@@ -243,20 +287,20 @@ class ResNet(nn.Module):
             # sits between conv1 and the first unit.
             x = conv(self.stem_width, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
                      name="conv1")(x)  # fmt: skip
-            x = nn.relu(norm(use_running_average=not train, name="norm1")(x))
+            x = self._norm_act(x, train=train, name="norm1")
             x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         else:
             x = conv(self.stem_width, (3, 3), padding=((1, 1), (1, 1)), name="conv1")(x)
             if unit_cls.STEM_NORM:
-                x = norm(use_running_average=not train, name="norm1")(x)
-            if unit_cls.STEM_ACT:
+                x = self._norm_act(x, train=train, name="norm1", act=unit_cls.STEM_ACT)
+            elif unit_cls.STEM_ACT:
                 x = nn.relu(x)
 
         in_features = self.stem_width
         for stage, num_units in enumerate(self.stage_sizes):
             x = Stage(
-                first=self._make_unit(conv, norm, in_features, stage, first=True),
-                rest=self._make_unit(conv, norm, self.widths[stage], stage, first=False),
+                first=self._make_unit(layers, in_features, stage, first=True),
+                rest=self._make_unit(layers, self.widths[stage], stage, first=False),
                 num_units=num_units,
                 scan=self.scan,
                 remat=self.remat,
@@ -265,8 +309,8 @@ class ResNet(nn.Module):
             in_features = self.widths[stage]
 
         if unit_cls.FINAL_NORM:
-            x = norm(use_running_average=not train, name="norm_final")(x)
-        if unit_cls.FINAL_ACT:
+            x = self._norm_act(x, train=train, name="norm_final", act=unit_cls.FINAL_ACT)
+        elif unit_cls.FINAL_ACT:
             x = nn.relu(x)
         x = jnp.mean(x, axis=(1, 2), dtype=jnp.float32)  # global average pooling
         return nn.Dense(self.num_classes, kernel_init=_head_init(), dtype=jnp.float32, name="head")(
@@ -288,6 +332,7 @@ def _validate(net: ResNet) -> None:
     choose("shortcut_variant", net.shortcut_variant, units_lib.SHORTCUT_VARIANTS)
     choose("bottleneck_stride", net.bottleneck_stride, units_lib.BOTTLENECK_STRIDES)
     choose("conv_init_mode", net.conv_init_mode, ("fan_in", "fan_out"))
+    choose("conv_grad", net.conv_grad, CONV_GRADS)
     if net.dtype not in DTYPES.values():
         raise ValueError(f"unknown dtype {net.dtype!r}; valid: {tuple(DTYPES)}")
     if len(net.stage_sizes) != len(net.widths) or not net.stage_sizes:

@@ -39,6 +39,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from preact import layers as layers_lib
+
 ModuleDef = Any
 
 BLOCKS = ("basic", "bottleneck", "one_layer")
@@ -118,6 +120,9 @@ class ResidualUnit(nn.Module):
       conv: a configured ``nn.Conv`` partial (no bias, He init, dtype).
       norm: a configured ``nn.BatchNorm`` partial (momentum, epsilon, dtype, axis name), without
         ``use_running_average``, which the unit sets from ``train``.
+      norm_act: the same BN followed by ReLU as one layer (``preact.layers.BatchNormReLU``,
+        same variables, leaner backward), or None to compose ``norm`` and ``act``. Used
+        wherever a BN is followed by ReLU and ``act`` is ReLU.
     """
 
     layers: tuple[Layer, ...]
@@ -125,6 +130,7 @@ class ResidualUnit(nn.Module):
     conv: ModuleDef
     norm: ModuleDef
     act: Callable[[jax.Array], jax.Array] = nn.relu
+    norm_act: ModuleDef | None = None
 
     # Activations the network adds around the units (Appendix, Fig. 5). Overridden per unit.
     STEM_NORM: ClassVar[bool] = True  # BN after conv1
@@ -157,6 +163,12 @@ class ResidualUnit(nn.Module):
 
     def _norm(self, train: bool, name: str) -> nn.Module:
         return self.norm(use_running_average=not train, name=name)
+
+    def _norm_act(self, x: jax.Array, *, train: bool, name: str) -> jax.Array:
+        """BN (variables under ``name``) then the activation."""
+        if self.norm_act is not None and self.act is nn.relu:
+            return self.norm_act(use_running_average=not train, name=name)(x)
+        return self.act(self._norm(train, name)(x))
 
     def _h(self, x: jax.Array, *, train: bool) -> jax.Array:
         """The shortcut h(x): identity, zero padding (option A) or projection (option B)."""
@@ -211,9 +223,10 @@ class OriginalUnit(ResidualUnit):
         residual = x
         for i, layer in enumerate(self.layers, start=1):
             residual = self._conv(layer, f"conv{i}")(residual)
-            residual = self._norm(train, f"norm{i}")(residual)
             if i < len(self.layers):
-                residual = self.act(residual)
+                residual = self._norm_act(residual, train=train, name=f"norm{i}")
+            else:
+                residual = self._norm(train, f"norm{i}")(residual)
 
         if self.variant == "conv_shortcut":  # Fig. 2(e): a 1x1 conv on every shortcut
             h = self._conv(Layer(1, self.features, self.strides), "conv_shortcut")(x)
@@ -268,9 +281,9 @@ class BNAfterAdditionUnit(ResidualUnit):
         for i, layer in enumerate(self.layers, start=1):
             residual = self._conv(layer, f"conv{i}")(residual)
             if i < len(self.layers):
-                residual = self.act(self._norm(train, f"norm{i}")(residual))
+                residual = self._norm_act(residual, train=train, name=f"norm{i}")
         y = self._h(x, train=train) + residual
-        return self.act(self._norm(train, "norm_add")(y))
+        return self._norm_act(y, train=train, name="norm_add")
 
 
 class ReLUBeforeAdditionUnit(ResidualUnit):
@@ -284,7 +297,7 @@ class ReLUBeforeAdditionUnit(ResidualUnit):
         residual = x
         for i, layer in enumerate(self.layers, start=1):
             residual = self._conv(layer, f"conv{i}")(residual)
-            residual = self.act(self._norm(train, f"norm{i}")(residual))
+            residual = self._norm_act(residual, train=train, name=f"norm{i}")
         return self._h(x, train=train) + residual
 
 
@@ -314,7 +327,7 @@ class _PreActUnit(ResidualUnit):
 
     def _preact(self, x: jax.Array, *, train: bool, index: int) -> jax.Array:
         if self.BN_BEFORE_CONV:
-            x = self._norm(train, f"norm{index}")(x)
+            return self._norm_act(x, train=train, name=f"norm{index}")
         return self.act(x)
 
     @nn.compact
@@ -375,6 +388,21 @@ def conv_partial(dtype: Any, init_mode: str = "fan_out") -> ModuleDef:
         raise ValueError(f"unknown conv_init_mode {init_mode!r}; valid: ('fan_in', 'fan_out')")
     init = nn.initializers.variance_scaling(2.0, init_mode, "normal")
     return functools.partial(nn.Conv, use_bias=False, dtype=dtype, kernel_init=init)
+
+
+def norm_act_partial(
+    dtype: Any, momentum: float, epsilon: float, axis_name: str | None
+) -> ModuleDef:
+    """BN-ReLU as one layer (:class:`preact.layers.BatchNormReLU`), configured as
+    :func:`norm_partial`'s BN, with the same variables."""
+    return functools.partial(
+        layers_lib.BatchNormReLU,
+        momentum=momentum,
+        epsilon=epsilon,
+        dtype=dtype,
+        param_dtype=jnp.float32,
+        axis_name=axis_name,
+    )
 
 
 def norm_partial(dtype: Any, momentum: float, epsilon: float, axis_name: str | None) -> ModuleDef:
