@@ -1,49 +1,67 @@
-"""Tiny configs shared by the training tests."""
+"""What the tests share: the one PRNG key helper, the tiny-run settings and data configs built
+from configs/, and the subprocess runner for train.py / eval.py."""
 
 import os
 import subprocess
 import sys
 
-from configs import smoke
+import jax
+import ml_collections
+
+from configs import default, smoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tiny_config(**overrides):
-    """The smoke config (digits) shrunk to a few seconds: depth 8, width 4, 10 steps."""
-    c = smoke.get_config()
-    c.model.depth = 8
-    c.model.width = 4
-    c.batch_size = 16
-    c.eval_batch_size = 64
-    c.num_train_steps = 10
-    c.lr_boundaries_steps = (6,)
-    c.log_every_steps = 5
-    c.eval_every_steps = 10
-    c.checkpoint_every_steps = 5
-    c.progress_bar = False
-    c.rng_impl = "rbg"  # threefry's init compiles ~10x slower on XLA:CPU
-    for key, value in overrides.items():
-        target = c
-        *parents, leaf = key.split(".")
-        for p in parents:
-            target = target[p]
+def key(seed=0):
+    """A PRNG key for test-only initializations and random inputs. "rbg": threefry's init
+    compiles ~10x slower on XLA:CPU, and no test depends on the stream itself."""
+    return jax.random.key(seed, impl="rbg")
+
+
+# The one source of the tiny training run (the smoke config on digits, shrunk to seconds):
+# tiny_config, TINY_FLAGS (train.py / eval.py), the notebook and the command-line tests use it.
+TINY = {
+    "model.depth": 8,  # n = 1: one unit per stage
+    "model.width": 4,
+    "batch_size": 16,
+    "eval_batch_size": 64,
+    "lr_boundaries_steps": (6,),
+    "log_every_steps": 5,
+    "eval_every_steps": 10,
+    "checkpoint_every_steps": 5,
+    "progress_bar": False,
+    "rng_impl": "rbg",  # threefry's init compiles ~10x slower on XLA:CPU
+}
+TINY_STEPS = 10  # not in TINY_FLAGS: the command-line tests choose their own number of steps
+TINY_FLAGS = [f"--config.{name}={value}" for name, value in TINY.items()]
+
+
+def override(config, overrides):
+    """Set dotted fields (``"model.depth"``) of a ConfigDict in place; returns it."""
+    for name, value in overrides.items():
+        target = config
+        *parents, leaf = name.split(".")
+        for parent in parents:
+            target = target[parent]
         target[leaf] = value
+    return config
+
+
+def tiny_config(**overrides):
+    """The smoke config shrunk to a few seconds: depth 8, width 4, 10 steps (see ``TINY``)."""
+    return override(smoke.get_config(), {**TINY, "num_train_steps": TINY_STEPS, **overrides})
+
+
+def data_config(base="smoke", **overrides):
+    """The data fields of a config from configs/ (``smoke``: digits; ``default``: the paper's
+    CIFAR recipe), with overrides; new fields (``image_size``, ...) are added."""
+    config = {"smoke": smoke, "default": default}[base].get_config()
+    fields = ("dataset", "data_source", "data_dir", "normalization", "augment", "crop_padding",
+              "random_flip", "batch_size", "eval_batch_size", "seed", "rng_impl")  # fmt: skip
+    c = ml_collections.ConfigDict({name: config[name] for name in fields})
+    c.update(overrides)
     return c
-
-
-TINY_FLAGS = [
-    "--config.model.depth=8",
-    "--config.model.width=4",
-    "--config.batch_size=16",
-    "--config.eval_batch_size=64",
-    "--config.lr_boundaries_steps=(6,)",
-    "--config.log_every_steps=5",
-    "--config.eval_every_steps=10",
-    "--config.checkpoint_every_steps=5",
-    "--config.progress_bar=False",
-    "--config.rng_impl=rbg",
-]
 
 
 def run_script(script, *args, timeout=300, env_extra=None):
