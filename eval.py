@@ -3,31 +3,41 @@ r"""Evaluate a trained workdir: ``python eval.py --config=configs/preact1001.py 
 Restores the latest checkpoint (or ``--step``), evaluates the whole test split (ImageNet: the
 224 crop at s=256 and the 320 crop at s=320), prints the result and writes
 ``<workdir>/eval_results.json`` with ``test_error`` (percent), ``num_examples`` and ``step``.
+Exit status 2 and one line on stderr for bad input, as for ``train.py``; ``--distributed`` as
+there.
 """
 
 import json
 import logging
 import os
-import sys
 
-import jax
-from absl import app, flags
-from absl import logging as absl_logging
+from absl import flags
 from ml_collections import config_flags
 
-from preact import data, training
+from preact import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+cli.define_distributed_flags()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, step: int | None = None) -> dict:
-    # The checkpoint first: a missing or foreign one is reported before any data is read.
+    import jax  # imported here: a bad flag is reported without loading JAX
+
+    from preact import data, training
+    from preact import workdir as workdir_lib
+
+    training.check_config(config)
+    with training.bad_input():
+        workdir_lib.check_readable(workdir)
+        workdir_lib.check_writable(workdir, "eval.py writes eval_results.json there")
+    # The checkpoint next: a missing or foreign one is reported before any data is read.
     state, restored_step, model = training.restore_for_eval(config, workdir, step)
+    with training.bad_input():
+        pipeline = data.make_pipeline(config)
     state = training.replicate(state)
-    pipeline = data.make_pipeline(config)
     p_eval_step = training.parallel(training.eval_step)
     results: dict = {"step": restored_step, "experiment": config.experiment}
     for i, name in enumerate(pipeline.eval_names):
@@ -47,25 +57,28 @@ def run(config, workdir: str, step: int | None = None) -> dict:
     return results
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    absl_logging.set_verbosity(absl_logging.WARNING)
+def main() -> None:
+    config = cli.load_config(_CONFIG)
+    cli.quiet_logging()
     # Orbax warns that a read-only manager will not save; our own warnings (a corrupt
     # checkpoint skipped) come from the preact loggers and still show.
     logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.getLogger("jax").setLevel(logging.WARNING)
+    cli.initialize_distributed()
+    import jax
+
+    from preact import training
+
     try:
-        results = run(_CONFIG.value, _WORKDIR.value, _STEP.value)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    print(f"step {results['step']}: test_error {results['test_error']:.2f}% "
-          f"on {results['num_examples']} examples")  # fmt: skip
-    for name, r in results.items():
-        if isinstance(r, dict):
-            print(f"  {name}: error {r['error']:.2f}%, top-5 {r['top5_error']:.2f}%")
+        results = run(config, _WORKDIR.value, _STEP.value)
+    except training.BadInput as e:
+        cli.fail(e)
+    if jax.process_index() == 0:
+        print(f"step {results['step']}: test_error {results['test_error']:.2f}% "
+              f"on {results['num_examples']} examples")  # fmt: skip
+        for name, r in results.items():
+            if isinstance(r, dict):
+                print(f"  {name}: error {r['error']:.2f}%, top-5 {r['top5_error']:.2f}%")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

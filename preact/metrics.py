@@ -1,16 +1,22 @@
 """Run logs: ``<workdir>/metrics.jsonl`` (one JSON object per line) and a progress line.
 
 Errors are in percent, as the paper reports them. Only process 0 of a multi-host run writes.
+A process killed while appending can leave a torn last line; readers drop it with a warning
+(a resumed run rewrites the file without it). A bad line anywhere else is an error naming the
+file and the line.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
 import time
 from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
 
 
 class MetricsWriter:
@@ -21,11 +27,11 @@ class MetricsWriter:
         self.enabled = enabled
 
     def truncate_after(self, step: int) -> None:
-        """On resume, drop records of steps past the restored checkpoint (they will be redone)."""
+        """On resume, drop records of steps past the restored checkpoint (they will be redone),
+        and a torn last line; ``step=0`` on a fresh start drops everything."""
         if not self.enabled or not os.path.exists(self.path):
             return
-        with open(self.path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        kept = [line for line, record in _read_lines(self.path) if record["step"] <= step]
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             f.writelines(kept)
@@ -44,8 +50,30 @@ def read_metrics(workdir_or_file: str) -> list[dict[str, Any]]:
     path = workdir_or_file
     if os.path.isdir(path):
         path = os.path.join(path, "metrics.jsonl")
+    return [record for _, record in _read_lines(path)]
+
+
+def _read_lines(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """(line, record) for every record of a metrics file, each line ending in a newline."""
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = f.readlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                raise ValueError("not an object with an integer 'step'")
+        except ValueError as e:
+            if number == len(lines):  # what a process killed mid-write leaves
+                log.warning("%s: dropping its torn last line %d (%r): %s",
+                            path, number, line[:80], e)  # fmt: skip
+                break
+            raise ValueError(f"{path}, line {number}: not a metrics record ({e}); "
+                             "fix or delete the line") from e  # fmt: skip
+        out.append((line if line.endswith("\n") else line + "\n", record))
+    return out
 
 
 def _scalar(value: Any) -> Any:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
-import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,8 +26,9 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from preact import checkpointing, configuration, optim, tensorboard
+from preact import checkpointing, configuration, optim, stopping, tensorboard
 from preact import metrics as metrics_lib
+from preact import workdir as workdir_lib
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,50 @@ class TrainState(train_state.TrainState):
 
 class DivergenceError(RuntimeError):
     """A non-finite loss or gradient (the "fail" rows of Table 1 may end this way)."""
+
+
+class BadInput(ValueError):
+    """The config, the data or the workdir cannot be used. Raised before anything is compiled or
+    written; the message is one line that names the culprit."""
+
+
+@contextlib.contextmanager
+def bad_input():
+    """Errors raised inside are input errors: re-raised as BadInput."""
+    try:
+        yield
+    except BadInput:
+        raise
+    except (ValueError, TypeError, OSError) as e:
+        raise BadInput(str(e)) from e
+
+
+def check_config(
+    config: ml_collections.ConfigDict, *, num_devices: int = 1, num_processes: int = 1
+) -> Any:
+    """Every check of ``config`` (raises BadInput); returns the model it describes.
+
+    ``preact.configuration.validate`` checks the model, data and loop fields; here are the
+    numbers of the optimizer and the checkpoints, which no model check sees.
+    """
+    with bad_input():
+        model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
+        for field in ("learning_rate", "lr_decay_factor"):
+            if not (math.isfinite(config[field]) and config[field] > 0):
+                raise ValueError(f"{field} must be positive, got {config[field]}")
+        if config.warmup_steps > 0 and not config.warmup_learning_rate > 0:
+            raise ValueError(f"warmup_learning_rate must be positive during the "
+                             f"{config.warmup_steps} warm-up steps, got "
+                             f"{config.warmup_learning_rate}")  # fmt: skip
+        if not 0 <= config.momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
+        if not config.weight_decay >= 0:
+            raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
+        if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
+            raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
+                             "be iteration numbers (integers)")  # fmt: skip
+        checkpointing.check_options(config)
+    return model
 
 
 def create_train_state(
@@ -147,9 +192,10 @@ def parallel(fn: Callable[..., Any], devices: list[Any] | None = None) -> Callab
 
 
 def replicate(tree: Any, devices: list[Any] | None = None) -> Any:
-    """Place ``tree`` on every device as the mapped steps return it, so that the first call and
-    every later one see the same input sharding and the step compiles exactly once."""
-    devices = list(devices if devices is not None else jax.devices())
+    """Place ``tree`` on every local device as the mapped steps return it (on a multi-host run,
+    an array of this process's devices), so that the first call and every later one see the same
+    input sharding and the step compiles exactly once."""
+    devices = list(devices if devices is not None else jax.local_devices())
     mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
     return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
@@ -201,55 +247,6 @@ def eval_metrics(
     return out
 
 
-class StopSignal:
-    """SIGTERM or SIGINT asks the loop to finish its step, checkpoint and stop; a second signal
-    exits at once (the default handler is put back after the first).
-
-    On a multi-host run every host must stop at the same step, so the decision is JAX's
-    preemption sync point (``jax.distributed`` installs its own SIGTERM notifier); SIGINT is
-    still caught here.
-    """
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-        self._multihost = jax.process_count() > 1
-
-    def requested(self, step: int) -> bool:
-        """Whether to stop after ``step``; on multi-host runs, the same answer on every host."""
-        if self._multihost and multihost_utils.reached_preemption_sync_point(step):
-            self.received = self.received or signal.SIGTERM
-            return True
-        return self.received is not None
-
-    def __enter__(self) -> StopSignal:
-        signals = (signal.SIGINT,) if self._multihost else (signal.SIGTERM, signal.SIGINT)
-        for sig in signals:
-            # Outside the main thread signals cannot be caught; the loop then runs without.
-            with contextlib.suppress(ValueError):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.received = signum
-        signal.signal(signum, signal.SIG_DFL)
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class Stopped(Exception):
-    """Training stopped by a signal after writing a checkpoint; ``exit_code`` is 128 + signal."""
-
-    def __init__(self, signum: int, step: int, path: str) -> None:
-        self.signum, self.step, self.path = signum, step, path
-        self.exit_code = 128 + signum
-        super().__init__(
-            f"stopped by {signal.Signals(signum).name} at step {step}; checkpoint {path}"
-        )
-
-
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     path = os.path.join(workdir, "config.json")
     tmp = path + ".tmp"
@@ -260,35 +257,75 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Train ``config`` in ``workdir`` (resuming from its latest checkpoint), evaluating on the
-    whole test split every ``eval_every_steps`` and at the end. Returns the last metrics."""
+    whole test split every ``eval_every_steps`` and at the end. Returns the last metrics.
+
+    Raises BadInput, before anything is compiled or written, for a bad config, unusable data or
+    an unusable workdir (not a directory, of another model, or held by another trainer).
+    """
     from preact import data  # imported here so the model zoo works without the data stack
 
-    # Every check runs before anything is compiled or written.
     num_devices, num_processes = jax.local_device_count(), jax.process_count()
-    model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
-    pipeline = data.make_pipeline(config)
-    if pipeline.num_classes != model.num_classes:
-        raise ValueError(
-            f"dataset {config.dataset!r} has {pipeline.num_classes} classes but the model has "
-            f"{model.num_classes}; set --config.num_classes={pipeline.num_classes}"
-        )
-    is_main = jax.process_index() == 0
-    if is_main:
-        os.makedirs(workdir, exist_ok=True)
-    checkpoints = checkpointing.Checkpointer(workdir, config)
-    checkpoints.check_identity()
+    model = check_config(config, num_devices=num_devices, num_processes=num_processes)
+    with bad_input():
+        workdir_lib.check_creatable(workdir)  # before reading any data, which takes a while
+        pipeline = data.make_pipeline(config)
+        if pipeline.num_classes != model.num_classes:
+            raise ValueError(
+                f"dataset {config.dataset!r} has {pipeline.num_classes} classes but the model "
+                f"has {model.num_classes}; set --config.num_classes={pipeline.num_classes}"
+            )
+        workdir_lib.ensure_directory(workdir)
+        checkpointing.check_workdir_identity(workdir, config)
+    with _workdir_lock(workdir):
+        checkpoints = checkpointing.Checkpointer(workdir, config)
+        try:
+            return _train(config, workdir, model, pipeline, checkpoints)
+        finally:
+            checkpoints.close()
 
-    state = create_train_state(config, model, pipeline.image_shape)
-    restored = checkpoints.restore(state)
+
+@contextlib.contextmanager
+def _workdir_lock(workdir: str) -> Iterator[None]:
+    """Process 0 holds the workdir's lock; every process learns whether it got it."""
+    lock, error = workdir_lib.WorkdirLock(workdir), None
+    if jax.process_index() == 0:
+        try:
+            lock.acquire()
+        except workdir_lib.WorkdirError as e:
+            error = e
+    if jax.process_count() > 1:
+        locked = bool(multihost_utils.broadcast_one_to_all(np.int32(error is None)))
+        if not locked and error is None:
+            error = workdir_lib.WorkdirError(f"process 0 could not lock workdir {workdir!r}")
+    if error is not None:
+        raise BadInput(str(error)) from error
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _train(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    model: Any,
+    pipeline: Any,
+    checkpoints: checkpointing.Checkpointer,
+) -> dict[str, Any]:
+    is_main = jax.process_index() == 0
     writer = metrics_lib.MetricsWriter(workdir, enabled=is_main)
     progress = metrics_lib.Progress(
         config.num_train_steps, enabled=is_main, bar=config.progress_bar
     )
-    start_step = 0
+    with bad_input():  # every checkpoint unusable, a mangled metrics file
+        restored = checkpoints.restore(abstract_train_state(config, model, pipeline.image_shape))
+        # Records past the checkpoint (all of them on a fresh start) are of steps to be redone.
+        writer.truncate_after(restored[1] if restored is not None else 0)
     if restored is not None:
         state, start_step = restored
-        writer.truncate_after(start_step)
         progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
+    else:
+        state, start_step = create_train_state(config, model, pipeline.image_shape), 0
     if is_main:
         _write_config(workdir, config)
     board = tensorboard.TensorBoardWriter(
@@ -305,7 +342,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     window_start, window_step = time.perf_counter(), step
 
     try:
-        with StopSignal() as stop:
+        with stopping.StopSignal() as stop:
             while step < config.num_train_steps:
                 state, metrics = p_train_step(state, pipeline.train_batch(step))
                 pending.append(metrics)
@@ -314,8 +351,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 at_log = step % config.log_every_steps == 0 or at_end
                 at_eval = step % config.eval_every_steps == 0 or at_end
                 at_ckpt = step % config.checkpoint_every_steps == 0 or at_end
-                stopping = stop.requested(step)
-                if not (at_log or at_eval or at_ckpt or stopping):
+                stop_now = stop.requested(step)
+                if not (at_log or at_eval or at_ckpt or stop_now):
                     continue  # metrics stay on the device: no host sync between log steps
 
                 host, pending = jax.device_get(pending), []
@@ -342,14 +379,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if at_eval:
                     progress.message(f"step {step}: test_error {scalars['test_error']:.2f}% "
                                      f"test_loss {scalars['test_loss']:.4f}")  # fmt: skip
-                if at_ckpt or stopping:
+                if at_ckpt or stop_now:
                     path = checkpoints.save(step, state)
-                if stopping:
+                if stop_now:
                     progress.message(f"stopped at step {step}; checkpoint written to {path}")
-                    raise Stopped(stop.received, step, path)
+                    raise stopping.Stopped(stop.received, step, path)
                 window_start, window_step = time.perf_counter(), step
     finally:
-        checkpoints.close()
         board.close()
     return last
 
@@ -365,11 +401,13 @@ def _train_scalars(host: list[dict[str, Any]], images_per_sec: float) -> dict[st
 def _first_divergence(
     host: list[dict[str, Any]], step: int, checkpoints: Any
 ) -> tuple[int, str] | None:
-    """(step, message) of the window's first non-finite step, if any."""
+    """(step, message) of the window's first non-finite step, if any. A step is named by the
+    count of updates it completes, as in the logs: ``host[i]`` is the update to step
+    ``step - len(host) + i + 1``."""
     bad = [i for i, m in enumerate(host) if not bool(m["finite"])]
     if not bad:
         return None
-    failed_step = step - len(host) + bad[0]
+    failed_step = step - len(host) + bad[0] + 1
     return failed_step, _divergence_message(failed_step, host[bad[0]], checkpoints)
 
 
@@ -379,25 +417,31 @@ def _divergence_message(step: int, metrics: dict[str, Any], checkpoints: Any) ->
              if steps else "no checkpoint was written yet")  # fmt: skip
     return (
         f"training diverged at step {step}: loss {float(metrics['train_loss'])} "
-        f"(non-finite loss or gradient; the update was not applied); {where}"
+        f"(non-finite loss or gradient; the update to step {step} was not applied); {where}"
     )
 
 
 def restore_for_eval(
     config: ml_collections.ConfigDict, workdir: str, step: int | None = None
 ) -> tuple[TrainState, int, Any]:
-    """The model of ``config`` and the state of a workdir's latest (or given) checkpoint."""
-    model = configuration.build_model(config)
-    checkpoints = checkpointing.Checkpointer(workdir, config, read_only=True)
-    checkpoints.check_identity()
-    steps = checkpoints.steps()
-    if not steps:
-        raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}; train first")
-    info = configuration.dataset_info(config)
-    abstract = abstract_train_state(config, model, info.image_shape)
-    if step is not None and step not in steps:
-        raise ValueError(f"no checkpoint at step {step} in {checkpoints.directory}; "
-                         f"available: {sorted(steps)}")  # fmt: skip
-    state, restored_step = checkpoints.restore(abstract, step=step)
-    checkpoints.close()
+    """The model of ``config`` and the state of a workdir's latest (or given) checkpoint, as
+    verified host arrays. Raises BadInput for a bad config, workdir or step, or when no
+    checkpoint is usable."""
+    model = check_config(config)
+    with bad_input():
+        workdir_lib.check_readable(workdir)
+        checkpoints = checkpointing.Checkpointer(workdir, config, read_only=True)
+        try:
+            checkpoints.check_identity()
+            steps = checkpoints.steps()
+            if not steps:
+                raise FileNotFoundError(f"no checkpoint in {checkpoints.directory}; train first")
+            if step is not None and step not in steps:
+                raise ValueError(f"no checkpoint at step {step} in {checkpoints.directory}; "
+                                 f"available: {sorted(steps)}")  # fmt: skip
+            info = configuration.dataset_info(config)
+            abstract = abstract_train_state(config, model, info.image_shape)
+            state, restored_step = checkpoints.restore(abstract, step=step)
+        finally:
+            checkpoints.close()
     return state, restored_step, model

@@ -1,13 +1,16 @@
-"""Training loses nothing: exact resume after SIGKILL, graceful SIGTERM, atomic and corrupt
-checkpoints, divergence, mismatched workdirs."""
+"""Training loses nothing: exact resume after SIGKILL, graceful SIGTERM and an immediate second
+signal, atomic, truncated and corrupted checkpoints, a torn metrics line, one trainer per workdir,
+divergence, mismatched workdirs."""
 
 import logging
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import chex
@@ -16,8 +19,17 @@ import numpy as np
 import pytest
 
 from preact import checkpointing, data, training
+from preact import workdir as workdir_lib
 from preact.metrics import read_metrics
 from tests.helpers import ROOT, TINY_FLAGS, tiny_config
+
+
+@pytest.fixture
+def no_compile(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("the train state was built: the error came too late")
+
+    monkeypatch.setattr(training, "create_train_state", fail)
 
 
 def _final_state(config, workdir):
@@ -89,6 +101,25 @@ def test_sigterm_checkpoints_the_step_reached_and_exits_143(tmp_path):
     assert f"stopped at step {last_logged}; checkpoint written to" in err
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny run of 10 steps with checkpoints at 5 and 10, made once; copy before changing."""
+    workdir = str(tmp_path_factory.mktemp("trained") / "run")
+    training.train_and_evaluate(tiny_config(), workdir)
+    return workdir
+
+
+@pytest.fixture
+def workdir(trained, tmp_path):
+    return shutil.copytree(trained, str(tmp_path / "run"))
+
+
+def _abstract(config):
+    return training.abstract_train_state(
+        config, training.configuration.build_model(config), (8, 8, 1)
+    )
+
+
 def _corrupt(step_dir):
     """Truncate every data file of a checkpoint's state, as a disk full or a crash might."""
     for root, _, files in os.walk(os.path.join(step_dir, "state")):
@@ -98,30 +129,125 @@ def _corrupt(step_dir):
                 f.truncate(os.path.getsize(path) // 3)
 
 
-def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
+def test_truncated_latest_checkpoint_falls_back_to_the_previous(workdir, caplog):
     config = tiny_config()
-    workdir = str(tmp_path)
-    training.train_and_evaluate(config, workdir)
     _corrupt(os.path.join(workdir, "checkpoints", "10"))
-    abstract = training.abstract_train_state(
-        config, training.configuration.build_model(config), (8, 8, 1)
-    )
     with caplog.at_level(logging.WARNING):
-        _, step = checkpointing.Checkpointer(workdir, config).restore(abstract)
+        _, step = checkpointing.Checkpointer(workdir, config).restore(_abstract(config))
     assert step == 5
-    assert "instead of the corrupt [10]" in caplog.text
+    assert f"restored checkpoint {workdir}/checkpoints/5 instead of" in caplog.text
+    assert f"{workdir}/checkpoints/10" in caplog.text
 
 
-def test_partial_checkpoint_directory_is_ignored_and_cleaned(tmp_path):
-    config = tiny_config(num_train_steps=5)
-    workdir = str(tmp_path)
-    training.train_and_evaluate(config, workdir)
+def _overwrite_inside_a_data_file(step_dir, seed):
+    """Random bytes in place of some in the middle of the checkpoint's largest data file: the
+    size and the layout stay, as after a bad disk block or a faulty copy."""
+    files = [
+        os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
+    ]
+    path = max(files, key=os.path.getsize)
+    rng = random.Random(seed)
+    size = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        f.seek(rng.randrange(size // 4, size // 2))
+        f.write(rng.randbytes(64))
+
+
+def test_random_bytes_in_a_checkpoint_data_file_are_detected(workdir, caplog):
+    config = tiny_config()
     ckpts = os.path.join(workdir, "checkpoints")
-    # what a process killed while saving step 7 leaves behind
-    partial = os.path.join(ckpts, "7.orbax-checkpoint-tmp-1234567")
-    shutil.copytree(os.path.join(ckpts, "5"), partial)
-    checkpointer = checkpointing.Checkpointer(workdir, config)
-    assert checkpointer.steps() == [5]
+    _overwrite_inside_a_data_file(os.path.join(ckpts, "10"), seed=0)
+    with caplog.at_level(logging.WARNING):
+        state, step = checkpointing.Checkpointer(workdir, config).restore(_abstract(config))
+    assert step == 5
+    assert f"checkpoint {ckpts}/10 is unreadable or corrupt: the bytes of" in caplog.text
+    assert f"restored checkpoint {ckpts}/5 instead of the unreadable or corrupt {ckpts}/10" in (
+        caplog.text
+    )
+    assert int(state.step) == 5
+
+    # with no readable checkpoint left, resuming is refused instead of starting over
+    _overwrite_inside_a_data_file(os.path.join(ckpts, "5"), seed=1)
+    with pytest.raises(training.BadInput, match=f"no usable checkpoint: {ckpts}/10, {ckpts}/5"):
+        training.train_and_evaluate(config, workdir)
+
+
+def test_checksums_cover_every_array_and_see_a_single_bit():
+    tree = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros((), np.int32)}
+    recorded = checkpointing.checksums(tree)
+    assert set(recorded) == {"['a']", "['b']"}
+    flipped = tree["a"].copy()
+    flipped.view(np.uint32)[1, 2] ^= 1  # the lowest mantissa bit of one value
+    assert checkpointing.checksum_mismatches(dict(tree, a=flipped), recorded) == ["['a']"]
+    # the same bytes in another shape are another array
+    assert checkpointing.checksum_mismatches(dict(tree, a=tree["a"].reshape(3, 2)), recorded)
+
+
+def test_keep_checkpoints_below_one_is_refused_before_anything_is_written(tmp_path, no_compile):
+    for keep in (0, -1):
+        with pytest.raises(training.BadInput, match=f"keep_checkpoints={keep} must be"):
+            training.train_and_evaluate(tiny_config(keep_checkpoints=keep), str(tmp_path / "w"))
+    assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(workdir, caplog):
+    path = os.path.join(workdir, "metrics.jsonl")
+    with open(path, "a") as f:
+        f.write('{"step": 12, "train_lo')  # killed while writing step 12's record
+    with caplog.at_level(logging.WARNING):
+        result = training.train_and_evaluate(tiny_config(), workdir)  # resumes at 10: done
+    assert result["step"] == 10
+    assert f"{path}: dropping its torn last line 3" in caplog.text
+    assert [r["step"] for r in read_metrics(workdir)] == [5, 10]
+    with open(path) as f:
+        assert f.read().endswith("}\n")
+
+    # a bad line that is not the last is not a torn write: refused, naming the file and line
+    with open(path) as f:
+        lines = f.readlines()
+    with open(path, "w") as f:
+        f.writelines([lines[0], "garbage\n", lines[1]])
+    with pytest.raises(training.BadInput, match=f"{path}, line 2: not a metrics record"):
+        training.train_and_evaluate(tiny_config(), workdir)
+
+
+def test_a_second_trainer_is_refused_naming_the_first(tmp_path, no_compile):
+    workdir = str(tmp_path / "w")
+    os.makedirs(workdir)
+    holder = f"in use by another trainer: pid {os.getpid()} on host {socket.gethostname()}"
+    with workdir_lib.WorkdirLock(workdir), pytest.raises(training.BadInput, match=holder):
+        training.train_and_evaluate(tiny_config(), workdir)
+    assert os.listdir(workdir) == []  # the holder's lock is gone once it let go
+
+
+def test_a_stale_lock_of_a_killed_trainer_is_taken_over(tmp_path, caplog):
+    workdir = str(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from preact.workdir import WorkdirLock; "
+         "WorkdirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)",
+         workdir],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(workdir_lib.WorkdirLocked, match=f"pid {holder.pid} "):
+            workdir_lib.WorkdirLock(workdir).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    with caplog.at_level(logging.WARNING), workdir_lib.WorkdirLock(workdir) as lock:
+        assert f'"pid": {os.getpid()}' in open(lock.path).read()  # noqa: SIM115
+    assert f"from pid {holder.pid} on host {socket.gethostname()}" in caplog.text
+    assert "which is no longer running" in caplog.text
+
+
+def test_partial_checkpoint_directory_is_ignored_and_cleaned(workdir):
+    ckpts = os.path.join(workdir, "checkpoints")
+    # what a process killed while saving step 12 leaves behind
+    partial = os.path.join(ckpts, "12.orbax-checkpoint-tmp-1234567")
+    shutil.copytree(os.path.join(ckpts, "10"), partial)
+    checkpointer = checkpointing.Checkpointer(workdir, tiny_config())
+    assert checkpointer.steps() == [10, 5]
     assert not os.path.exists(partial)
 
 
@@ -144,8 +270,10 @@ def test_nan_at_a_given_step_stops_with_the_last_good_checkpoint(tmp_path, monke
     monkeypatch.setattr(data, "make_pipeline", poisoned)
     workdir = str(tmp_path)
     config = tiny_config(log_every_steps=1)
-    with pytest.raises(training.DivergenceError, match="training diverged at step 7") as e:
+    # Step 8 is the update that would have come from the poisoned batch: the one refused.
+    with pytest.raises(training.DivergenceError, match="training diverged at step 8") as e:
         training.train_and_evaluate(config, workdir)
+    assert "the update to step 8 was not applied" in str(e.value)
     assert "the last good checkpoint is step 5" in str(e.value)
     assert checkpointing.Checkpointer(workdir, config).steps() == [5]
 
@@ -153,13 +281,45 @@ def test_nan_at_a_given_step_stops_with_the_last_good_checkpoint(tmp_path, monke
     stopped = str(tmp_path / "stop")
     result = training.train_and_evaluate(tiny_config(log_every_steps=1, on_divergence="stop"),
                                          stopped)  # fmt: skip
-    assert result == {"step": 7, "diverged": True}
-    assert read_metrics(stopped)[-1] == {"step": 7, "diverged": True}
+    assert result == {"step": 8, "diverged": True}
+    assert read_metrics(stopped)[-1] == {"step": 8, "diverged": True}
+    assert [r["step"] for r in read_metrics(stopped)][-2:] == [7, 8]
 
 
-def test_eval_of_a_checkpoint_from_another_config_is_refused(tmp_path):
-    workdir = str(tmp_path)
-    training.train_and_evaluate(tiny_config(num_train_steps=5), workdir)
+def test_eval_of_a_checkpoint_from_another_config_is_refused(trained):
     with pytest.raises(ValueError, match=r"another model.*model.unit: checkpoint 'full_preact', "
                                          r"config 'original'"):  # fmt: skip
-        training.restore_for_eval(tiny_config(**{"model.unit": "original"}), workdir)
+        training.restore_for_eval(tiny_config(**{"model.unit": "original"}), trained)
+
+
+_SECOND_SIGNAL_CHILD = textwrap.dedent("""
+    import os, signal, threading, time
+    from preact import stopping
+
+    with stopping.StopSignal() as stop:
+        # The main thread stands for one inside XLA (a compilation, a long step), where Python
+        # cannot run a signal handler: it blocks SIGTERM, so the handler would wait until the
+        # end of the sleep. The watcher thread, started before, still receives the signals.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+        def send():
+            time.sleep(0.3)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("sent", flush=True)
+
+        threading.Thread(target=send).start()
+        time.sleep(20)
+        print("still running after both signals", flush=True)
+""")
+
+
+def test_a_second_signal_exits_at_once_even_while_the_main_thread_is_busy():
+    start = time.monotonic()
+    child = subprocess.run([sys.executable, "-c", _SECOND_SIGNAL_CHILD], cwd=ROOT,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert child.returncode == 143, child.stderr[-2000:]
+    assert "second SIGTERM: exiting now" in child.stderr
+    assert "still running" not in child.stdout
+    assert time.monotonic() - start < 15  # not after the 20 s "step"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 
 import chex
 import flax
@@ -176,7 +177,9 @@ def no_compile(monkeypatch):
         (dict(rng_impl="philox"), "unknown rng_impl 'philox'"),
         ({"model.depth": 9}, "depth 9 is impossible"),
         ({"model.unit": "preact"}, "unknown unit 'preact'"),
-        (dict(dataset="mnist"), "mnist"),
+        (dict(dataset="nosuchdataset"), "nosuchdataset"),
+        (dict(learning_rate=0.0), "learning_rate must be positive, got 0.0"),
+        (dict(lr_boundaries_steps=(2.5,)), "must be iteration numbers"),
     ],
 )
 def test_bad_config_raises_before_compile(tmp_path, no_compile, overrides, match):
@@ -210,12 +213,92 @@ def test_train_py_and_eval_py_end_to_end(tmp_path):
     assert results["test_error"] == pytest.approx(last["test_error"], abs=1e-6)
 
 
-def test_typo_in_an_override_is_rejected(tmp_path):
-    out = run_script("train.py", "--config=configs/smoke.py", f"--workdir={tmp_path}",
-                     "--config.num_train_stepz=5")  # fmt: skip
-    assert out.returncode != 0
-    assert "num_train_steps" in out.stderr  # "Did you mean ..."
-    assert not os.listdir(tmp_path)
+# --- the command-line contract: bad input exits 2 with one line, nothing written ---------------
+
+
+def _one_line_error(out):
+    """The error line of a run that must have refused its input."""
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-3000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+@pytest.mark.parametrize(
+    "flag,message",
+    [
+        ("--config.learning_rat=0.1", 'no such config field; Did you mean "learning_rate"'),
+        ("--config.model.dept=20", 'model.dept=20: no such config field; Did you mean "depth"'),
+        ("--config.batch_size=abc", "--config.batch_size=abc: invalid literal for int()"),
+        ("--config.lr_boundaries_steps=abc", "elements must be int"),
+        ("--config.learning_rate=-1", "learning_rate must be positive, got -1.0"),
+        ("--config.batch_size=0", "batch_size=0 must be a positive multiple"),
+        ("--config.keep_checkpoints=0", "keep_checkpoints=0 must be an integer of at least 1"),
+        ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+    ],
+)
+def test_a_bad_override_exits_2_with_one_line(tmp_path, script, flag, message):
+    workdir = tmp_path / "w"
+    out = run_script(script, "--config=configs/smoke.py", f"--workdir={workdir}", *TINY_FLAGS,
+                     flag)  # fmt: skip
+    assert message in _one_line_error(out)
+    assert not workdir.exists()
+
+
+@pytest.fixture
+def read_only_dir(tmp_path):
+    """A directory nobody can create files in: mode 555, or immutable for root (who ignores
+    the mode)."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        yield path
+        path.chmod(0o755)
+        return
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("running as root, and this filesystem has no immutable directories")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+@pytest.mark.parametrize(
+    "kind,message",
+    [
+        ("regular file", "is not a directory"),
+        ("under a regular file", "is not a directory"),
+        ("read-only", "is not writable"),
+    ],
+)
+def test_an_unusable_workdir_exits_2_with_one_line(tmp_path, request, script, kind, message):
+    (tmp_path / "file").write_text("not a directory")
+    workdir = {
+        "regular file": tmp_path / "file",
+        "under a regular file": tmp_path / "file" / "w",
+        "read-only": request.getfixturevalue("read_only_dir") if kind == "read-only" else None,
+    }[kind]
+    before = sorted(os.walk(tmp_path))
+    out = run_script(script, "--config=configs/smoke.py", f"--workdir={workdir}", *TINY_FLAGS)
+    if script == "eval.py" and kind == "under a regular file":
+        message = "does not exist"
+    assert message in _one_line_error(out)
+    assert sorted(os.walk(tmp_path)) == before
+    assert (tmp_path / "file").read_text() == "not a directory"
+
+
+def test_a_second_train_py_is_refused_naming_the_first(tmp_path):
+    from preact.workdir import WorkdirLock
+
+    with WorkdirLock(str(tmp_path)):
+        out = run_script("train.py", "--config=configs/smoke.py", f"--workdir={tmp_path}",
+                         *TINY_FLAGS)  # fmt: skip
+        assert f"in use by another trainer: pid {os.getpid()} on host" in _one_line_error(out)
+        assert os.listdir(tmp_path) == ["train.lock"]
 
 
 def test_eval_py_without_checkpoint(tmp_path):

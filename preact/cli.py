@@ -1,0 +1,173 @@
+"""The command-line contract shared by ``train.py`` and ``eval.py``: flags in, exit status out.
+
+Bad input -- an unknown flag or config field, a value of the wrong type, an impossible value, a
+config file that cannot be read, an unusable workdir -- ends the program with exit status 2 and
+one line on stderr (``error: ...``), no traceback, before anything is compiled or written. absl
+parses the flags before ``main`` runs and lets ml_collections' errors escape as tracebacks, so
+the parsing itself happens here (:func:`parse_flags`, given to ``app.run``).
+
+Also here: the flags and the call that make a run multi-host (``jax.distributed.initialize``),
+and the logging levels both scripts use.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_dict, config_flags
+
+EXIT_BAD_INPUT = 2
+EXIT_DIVERGED = 3
+
+_TRACEBACK = "Traceback (most recent call last):"
+_DID_YOU_MEAN = re.compile(r'Did you mean "([^"]+)" instead of "([^"]+)"\?')
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line; an embedded traceback shrinks to its last line (the error)."""
+    if _TRACEBACK in text:
+        head, _, trace = text.partition(_TRACEBACK)
+        last = [line for line in trace.splitlines() if line.strip()][-1:]
+        text = " ".join([head.rstrip().rstrip(":") + ":", *last]) if head.strip() else last[0]
+    return " ".join(text.split())
+
+
+def fail(message: Any) -> NoReturn:
+    """The bad-input exit: one line on stderr, status 2."""
+    print(f"error: {one_line(str(message))}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _describe_parse_error(e: Exception, argv: list[str]) -> str:
+    text = str(e)
+    if isinstance(e, (AttributeError, KeyError)):  # ml_collections: a config field that is not
+        hint = _DID_YOU_MEAN.search(text)
+        name = hint.group(2) if hint else text.strip("'\"\\")
+        args = [a for a in argv if re.match(rf"--?config\.(\w+\.)*{re.escape(name)}\b", a)]
+        where = args[0] if args else f"--config.{name}"
+        return f"{where}: no such config field" + (f"; {hint.group(0)}" if hint else "")
+    if isinstance(e, flags.Error):
+        return text
+    return f"{type(e).__name__}: {text}"  # raised by the config file's own code
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with every failure turned into the bad-input exit."""
+    try:
+        rest = flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - whatever goes wrong reading flags is bad input
+        fail(_describe_parse_error(e, argv))
+    if len(rest) > 1:
+        fail(f"unexpected arguments: {' '.join(rest[1:])}")
+    return rest
+
+
+def run(main: Callable[[], Any]) -> None:
+    """``app.run`` with :func:`parse_flags`; ``main`` takes no arguments."""
+    app.run(lambda argv: main(), flags_parser=parse_flags)
+
+
+def load_config(holder: flags.FlagHolder) -> config_dict.ConfigDict:
+    """The parsed ``--config``, or the bad-input exit if its file is missing or an override has
+    elements of the wrong type (ml_collections types a tuple, not what is inside it)."""
+    try:
+        config = holder.value
+        config.get("experiment")  # a config file that failed to load raises on first use
+    except OSError as e:
+        fail(f"--{holder.name}: {e}")
+    flag = flags.FLAGS[holder.name]
+    overrides = config_flags.get_override_values(flag)
+    if any(isinstance(v, (tuple, list)) for v in overrides.values()):
+        defaults = _load_defaults(config_flags.get_config_filename(flag))
+        for path, value in overrides.items():
+            problem = _element_type_problem(_get(defaults, path), value)
+            if problem:
+                fail(f"--{holder.name}.{path}={value!r}: {problem}")
+    return config
+
+
+def _load_defaults(spec: str) -> Any:
+    """The config of ``path[:argument]`` as its file makes it, before any override."""
+    path, *argument = spec.split(":", 1)
+    loader = importlib.util.spec_from_file_location("preact_config_defaults", path)
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    return module.get_config(*argument)
+
+
+def _get(config: Any, path: str) -> Any:
+    for key in path.split("."):
+        config = config.get(key) if isinstance(config, config_dict.ConfigDict) else None
+    return config
+
+
+def _element_type_problem(default: Any, value: Any) -> str | None:
+    if (
+        not isinstance(default, (tuple, list))
+        or not default
+        or not isinstance(value, (tuple, list))
+    ):
+        return None
+    kinds = {type(x) for x in default}
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    ok = (int, float) if kind is float else (kind,)
+    for x in value:
+        if not isinstance(x, ok) or (isinstance(x, bool) and kind is not bool):
+            return f"elements must be {kind.__name__} (the default is {tuple(default)!r})"
+    return None
+
+
+# --- multi-host ---------------------------------------------------------------------------------
+
+
+def define_distributed_flags() -> None:
+    flags.DEFINE_bool(
+        "distributed",
+        False,
+        "Multi-host run: call jax.distributed.initialize() first. With no other flag the "
+        "coordinator, process count and process id come from the cluster (SLURM, TPU pod, Open "
+        "MPI, Kubernetes) and JAX_COORDINATOR_ADDRESS.",
+    )
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (implies "
+                        "--distributed).")  # fmt: skip
+    flags.DEFINE_integer("num_processes", None, "Number of processes (implies --distributed).")
+    flags.DEFINE_integer("process_id", None, "This process's index (implies --distributed).")
+
+
+def initialize_distributed() -> None:
+    """``jax.distributed.initialize`` if the flags ask for a multi-host run."""
+    f = flags.FLAGS
+    explicit = {
+        "coordinator_address": f.coordinator_address,
+        "num_processes": f.num_processes,
+        "process_id": f.process_id,
+    }
+    if not f.distributed and all(v is None for v in explicit.values()):
+        return
+    import jax
+
+    # Cross-process collectives on CPU (tests, a CPU cluster) need an implementation; gloo is
+    # built in. Other backends ignore the setting.
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(**{k: v for k, v in explicit.items() if v is not None})
+    except (ValueError, TypeError) as e:
+        fail(f"--distributed: {e} (no cluster environment was detected: pass "
+             "--coordinator_address, --num_processes and --process_id)")  # fmt: skip
+
+
+def quiet_logging() -> None:
+    """Warnings and errors only: Orbax and JAX log every save and compile at INFO."""
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("jax").setLevel(logging.WARNING)

@@ -1,0 +1,176 @@
+"""Multi-host training as JAX runs it: two processes on this machine, 4 fake CPU devices each and a
+loopback coordinator, started through train.py and eval.py as a user would start them on two
+hosts. Every wait is bounded, and the children are killed if anything fails."""
+
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+import jax
+import pytest
+
+from preact import training
+from preact.metrics import read_metrics
+from tests.helpers import ROOT, TINY_FLAGS, tiny_config
+
+DEVICES_PER_PROCESS = 4
+FLAGS = [*TINY_FLAGS, "--config.log_every_steps=1", "--config.checkpoint_every_steps=100000"]
+TIMEOUT = 240  # seconds for any one launch; a hang fails the test instead of blocking CI
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(i, port, slurm, cache):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_"))}
+    env.update(
+        JAX_PLATFORMS="cpu",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+        PYTHONUNBUFFERED="1",
+        # Later launches reuse the first one's compiled programs: the test's time is CPU time.
+        JAX_COMPILATION_CACHE_DIR=str(cache),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
+    if slurm:  # what a SLURM job step sets; JAX's cluster detection reads it
+        env.update(SLURM_JOB_ID="1", SLURM_STEP_NODELIST="127.0.0.1", SLURM_NTASKS="2",
+                   SLURM_PROCID=str(i), SLURM_LOCALID=str(i),
+                   JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}")  # fmt: skip
+    return env
+
+
+class Launch:
+    """Two processes of one script; ``slurm`` picks how they find each other (cluster
+    detection, or the explicit --coordinator_address/--num_processes/--process_id flags)."""
+
+    def __init__(self, tmp_path, name, script, *args, slurm):
+        port = _free_port()
+        self.procs, self.logs = [], []
+        for i in range(2):
+            how = (["--distributed"] if slurm else [f"--coordinator_address=127.0.0.1:{port}",
+                   "--num_processes=2", f"--process_id={i}"])  # fmt: skip
+            log = open(tmp_path / f"{name}.{i}.log", "w+")  # noqa: SIM115 - closed in finish
+            self.logs.append(log)
+            self.procs.append(subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, script), *args, *how],
+                cwd=ROOT, env=_env(i, port, slurm, tmp_path / "jax-cache"), stdout=log,
+                stderr=subprocess.STDOUT,
+            ))  # fmt: skip
+        self.deadline = time.monotonic() + TIMEOUT
+
+    def output(self, i):
+        self.logs[i].flush()
+        self.logs[i].seek(0)
+        lines = [line for line in self.logs[i].read().splitlines() if "[Gloo]" not in line]
+        return "\n".join(lines)
+
+    def alive(self):
+        return all(p.poll() is None for p in self.procs)
+
+    def finish(self):
+        """Wait for both; return their exit codes. Kills both if either runs out of time."""
+        try:
+            for p in self.procs:
+                p.wait(timeout=max(1.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.kill()
+            pytest.fail(f"a process hung:\n{self.output(0)[-2000:]}\n{self.output(1)[-2000:]}")
+        return [p.returncode for p in self.procs]
+
+    def kill(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.kill()
+        for log in self.logs:
+            log.close()
+
+
+def _wait_for_step(workdir, step, launch):
+    path = os.path.join(workdir, "metrics.jsonl")
+    while time.monotonic() < launch.deadline and launch.alive():
+        if os.path.exists(path) and any(r["step"] >= step for r in read_metrics(path)):
+            return
+        time.sleep(0.05)
+    launch.kill()
+    pytest.fail(f"no step {step} in time:\n{launch.output(0)[-3000:]}\n{launch.output(1)[-2000:]}")
+
+
+def test_two_processes_train_stop_resume_and_evaluate_like_one(tmp_path):
+    workdir = str(tmp_path / "run")
+    common = ["--config=configs/smoke.py", f"--workdir={workdir}", *FLAGS]
+
+    # 1. Train until SIGTERM reaches one process: both stop at the same step, with a checkpoint.
+    with Launch(tmp_path, "train1", "train.py", *common, "--config.num_train_steps=100000",
+                slurm=True) as launch:  # fmt: skip
+        _wait_for_step(workdir, 2, launch)
+        launch.procs[1].send_signal(signal.SIGTERM)
+        codes = launch.finish()
+        outputs = [launch.output(0), launch.output(1)]
+    assert codes == [143, 143], outputs
+    stopped = [int(o.rsplit("stopped by SIGTERM at step ", 1)[1].split(";")[0]) for o in outputs]
+    assert stopped[0] == stopped[1], outputs
+    stop_step = stopped[0]
+    assert os.listdir(os.path.join(workdir, "checkpoints")) == [str(stop_step)]
+    assert not any(".orbax-checkpoint-tmp" in n for n in os.listdir(workdir + "/checkpoints"))
+
+    # 2. Resume to the end, the processes now told who they are by flags.
+    total = stop_step + 3
+    with Launch(tmp_path, "train2", "train.py", *common, f"--config.num_train_steps={total}",
+                slurm=False) as launch:  # fmt: skip
+        codes = launch.finish()
+        outputs = [launch.output(0), launch.output(1)]
+    assert codes == [0, 0], outputs
+    assert f"resumed from checkpoint at step {stop_step}" in outputs[0]
+
+    # 3. eval.py on two processes agrees with the training run's last evaluation.
+    with Launch(tmp_path, "eval", "eval.py", "--config=configs/smoke.py", f"--workdir={workdir}",
+                *FLAGS, slurm=True) as launch:  # fmt: skip
+        codes = launch.finish()
+        outputs = [launch.output(0), launch.output(1)]
+    assert codes == [0, 0], outputs
+    with open(os.path.join(workdir, "eval_results.json")) as f:
+        results = json.load(f)
+    assert results["step"] == total and results["num_examples"] == 360
+
+    # One set of logs and checkpoints: process 0 wrote them, once.
+    records = read_metrics(workdir)
+    assert [r["step"] for r in records] == list(range(1, total + 1))
+    assert results["test_error"] == pytest.approx(records[-1]["test_error"], abs=1e-9)
+    assert len(glob.glob(os.path.join(workdir, "tensorboard", "*tfevents*"))) == 2  # 2 launches
+    ckpt = os.path.join(workdir, "checkpoints", str(total))
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == sorted(
+        [str(stop_step), str(total)]
+    )
+    assert not glob.glob(os.path.join(ckpt, "**", "*process_1*"), recursive=True)
+    assert not os.path.exists(os.path.join(workdir, "train.lock"))
+
+    # 4. The same as one process with 8 devices, to float32 rounding: the mean over devices is
+    # summed in another order across processes (each process's 4 devices first, then the two
+    # partial sums over gloo) than within one process, so the last bits differ.
+    reference = str(tmp_path / "reference")
+    config = tiny_config(num_train_steps=total, log_every_steps=1, checkpoint_every_steps=100000)
+    training.train_and_evaluate(config, reference)
+    ours, step_a, _ = training.restore_for_eval(config, workdir)
+    theirs, step_b, _ = training.restore_for_eval(config, reference)
+    assert step_a == step_b == total
+    leaves = lambda s: jax.tree.leaves((s.params, s.batch_stats, s.opt_state))  # noqa: E731
+    chex.assert_trees_all_close(leaves(ours), leaves(theirs), atol=1e-5, rtol=1e-5)
+    for a, b in zip(records, read_metrics(reference), strict=True):
+        assert a["step"] == b["step"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
