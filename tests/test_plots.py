@@ -125,3 +125,25 @@ def test_command_line(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_command_line_writes_into_the_workdir_by_default(tmp_path):
+    a = write_run(tmp_path / "a", "original110", [2.3, 1.9], [60.0])
+    b = write_run(tmp_path / "b", "preact110", [2.2, 1.5], [40.0])
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    pythonpath = [ROOT, os.environ.get("PYTHONPATH", "")]  # run from elsewhere, not installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, pythonpath)))
+    result = subprocess.run(
+        [sys.executable, "-m", "preact.plot", a, b],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "a" / "curves.png"
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    assert str(out) in result.stdout
+    assert not list(cwd.iterdir())  # nothing left in the working directory
