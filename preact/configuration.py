@@ -38,7 +38,7 @@ def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
     """Classes and input shape; ``config.num_classes`` overrides for other TFDS datasets."""
     info = DATASETS.get(config.dataset)
     if config.get("num_classes") is not None:
-        size = config.get("image_size", 224)
+        size = config.image_size
         shape = info.image_shape if info else (size, size, 3)
         return DatasetInfo(config.num_classes, shape)
     if info is None:

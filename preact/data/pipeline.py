@@ -159,19 +159,18 @@ def read_settings(config) -> DataSettings:
         batch_size=required("batch_size"),
         eval_batch_size=required("eval_batch_size"),
         seed=required("seed"),
-        rng_impl=config.get("rng_impl", "threefry2x32"),
+        rng_impl=required("rng_impl"),
         normalization=required("normalization"),
         augment=required("augment"),
         crop_padding=required("crop_padding"),
         random_flip=required("random_flip"),
-        image_size=config.get("image_size", 224),
-        train_scale_range=tuple(config.get("train_scale_range", (256, 480))),
-        eval_crops=tuple(
-            tuple(pair) for pair in config.get("eval_crops", ((256, 224), (320, 320)))
-        ),
-        num_data_workers=config.get("num_data_workers", min(16, os.cpu_count() or 1)),
-        train_split=config.get("train_split", "train"),
-        eval_split=config.get("eval_split", ""),
+        image_size=required("image_size"),
+        train_scale_range=tuple(required("train_scale_range")),
+        eval_crops=tuple(tuple(pair) for pair in required("eval_crops")),
+        # 0: as many decoding threads as the machine has cores, up to 16.
+        num_data_workers=required("num_data_workers") or min(16, os.cpu_count() or 1),
+        train_split=required("train_split"),
+        eval_split=required("eval_split"),
     )
     _check_choice("data_source", settings.data_source, DATA_SOURCES)
     _check_choice("normalization", settings.normalization, normalize.MODES)
