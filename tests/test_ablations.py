@@ -6,6 +6,9 @@ import math
 import pytest
 
 from preact import ablations, configuration
+from tests.helpers import TINY
+
+DIGITS_TEST_IMAGES = 360
 
 
 @pytest.mark.parametrize("key", sorted(ablations.VARIANTS))
@@ -68,8 +71,8 @@ def test_command_on_a_tiny_setting(tmp_path):
         "--only=original_basic,scaling_0.5_1",
         "--seeds=1",
         "--steps=10",
-        "--basic_depth=8",
-        "--basic_width=4",
+        f"--basic_depth={TINY['model.depth']}",
+        f"--basic_width={TINY['model.width']}",
         f"--out={out}",
         f"--workdir_root={root}",
     ]
@@ -77,12 +80,16 @@ def test_command_on_a_tiny_setting(tmp_path):
     assert sorted(results) == ["original_basic", "scaling_0.5_1"]
     for runs in results.values():
         (run,) = runs
-        assert run.trained and run.seconds > 0 and 0 <= run.test_error <= 100
+        assert run.trained and run.seconds > 0
+        # a whole number of the 360 digits test images, each counted once
+        wrong = run.test_error * DIGITS_TEST_IMAGES / 100
+        assert wrong == pytest.approx(round(wrong), abs=1e-6)
         assert math.isfinite(run.train_loss)
 
     table = (out / "ablation_table1.md").read_text()
     assert "python -m preact.ablations --table=1" in table
-    assert "basic-8 (width 4)" in table and "10 iterations" in table
+    assert f"basic-{TINY['model.depth']} (width {TINY['model.width']})" in table
+    assert "10 iterations" in table
     rows = {
         line.split(" | ")[0].lstrip("| "): line
         for line in table.splitlines()

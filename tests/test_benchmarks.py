@@ -17,6 +17,7 @@ import pytest
 
 from benchmarks import common, run_all, summarize
 from preact import networks
+from tests import helpers
 
 RESULTS_DIR = os.path.join(common.REPO_ROOT, "benchmarks", "results")
 
@@ -171,7 +172,7 @@ def _random_variables(model, seed):
     """Random Flax variables of a plausible scale, from shapes alone (no init to compile), with
     BN statistics and affine parameters away from 0 and 1 so that their copy is tested."""
     shapes = jax.eval_shape(
-        lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+        lambda: model.init(helpers.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
     )
     rng = np.random.default_rng(seed)
 

@@ -8,12 +8,12 @@ import tarfile
 import urllib.error
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from preact.data import cifar, download, pipeline
 from preact.data.errors import DataError, DataNotFoundError
+from tests.helpers import data_config
 
 N_TRAIN, N_TEST = 10, 4  # CIFAR-10 python: 5 training batches of 2 images
 
@@ -88,22 +88,10 @@ def accept_md5(monkeypatch):
 
 
 def config(data_dir, dataset="cifar10", **overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            dataset=dataset,
-            data_source="archive",
-            data_dir=str(data_dir),
-            batch_size=4,
-            eval_batch_size=4,
-            seed=0,
-            normalization="per_pixel_mean",
-            augment="pad_crop_flip",
-            crop_padding=4,
-            random_flip=True,
-        )
-    )
-    c.update(overrides)
-    return c
+    """The paper's data recipe (configs/default.py) on an archive in ``data_dir``."""
+    fields = dict(dataset=dataset, data_source="archive", data_dir=str(data_dir), batch_size=4,
+                  eval_batch_size=4)  # fmt: skip
+    return data_config("default", **{**fields, **overrides})
 
 
 def make_pipeline(cfg):

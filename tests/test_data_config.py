@@ -1,29 +1,10 @@
 """make_pipeline's settings: every bad value gives one DataError that names the field."""
 
 import jax
-import ml_collections
 import pytest
 
 from preact.data import DataError, make_pipeline
-
-
-def digits_config(**overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            dataset="digits",
-            data_source="auto",
-            data_dir="",
-            batch_size=32,
-            eval_batch_size=64,
-            seed=0,
-            normalization="per_channel",
-            augment="pad_crop_flip",
-            crop_padding=1,
-            random_flip=False,
-        )
-    )
-    c.update(overrides)
-    return c
+from tests.helpers import data_config
 
 
 def build(cfg, num_devices=1, **kwargs):
@@ -51,11 +32,11 @@ def build(cfg, num_devices=1, **kwargs):
 def test_bad_values(field, value, message):
     # A plain dict: a ConfigDict would itself refuse some of these values (a float for an int).
     with pytest.raises(DataError, match=message):
-        build({**digits_config().to_dict(), field: value})
+        build({**data_config().to_dict(), field: value})
 
 
 def test_missing_field():
-    cfg = digits_config()
+    cfg = data_config()
     del cfg["normalization"]
     with pytest.raises(DataError, match=r"config.normalization is missing"):
         build(cfg)
@@ -63,9 +44,9 @@ def test_missing_field():
 
 def test_batch_must_split_over_hosts_and_devices():
     with pytest.raises(DataError, match=r"config.batch_size = 31 is not divisible by .* = 2 \* 1"):
-        build(digits_config(batch_size=31), process_index=1, process_count=2)
+        build(data_config(batch_size=31), process_index=1, process_count=2)
     with pytest.raises(DataError, match=r"process_index 2 is not in \[0, 2\)"):
-        build(digits_config(), process_index=2, process_count=2)
+        build(data_config(), process_index=2, process_count=2)
 
 
 @pytest.mark.parametrize(
@@ -75,11 +56,11 @@ def test_batch_must_split_over_hosts_and_devices():
         (dict(eval_crops=((8, 10),)), r"crop <= shorter side"),
         (dict(eval_crops=((8, 8), (9, 8))), r"two evaluations of the same crop size"),
         (dict(image_size=0), r"config.image_size must be an int >= 1"),
-        (dict(num_data_workers=0), r"config.num_data_workers must be an int >= 1"),
+        (dict(num_data_workers=-1), r"config.num_data_workers must be an int >= 1"),
     ],
 )
 def test_bad_streaming_values(overrides, message):
-    cfg = digits_config(augment="scale_jitter", image_size=8, train_scale_range=(8, 12))
+    cfg = data_config(augment="scale_jitter", image_size=8, train_scale_range=(8, 12))
     cfg.update(overrides)
     with pytest.raises(DataError, match=message):
         build(cfg)

@@ -1,11 +1,11 @@
 """scikit-learn's digits as the offline dataset, and the normalizations the paper and Torch use."""
 
 import jax
-import ml_collections
 import numpy as np
 from sklearn.datasets import load_digits
 
 from preact.data import digits, make_pipeline, normalize
+from tests.helpers import data_config
 
 
 def test_digits_split_is_fixed_and_complete():
@@ -26,20 +26,7 @@ def test_digits_split_is_fixed_and_complete():
 
 
 def test_smoke_config_pipeline():
-    cfg = ml_collections.ConfigDict(
-        dict(
-            dataset="digits",
-            data_source="auto",
-            data_dir="",
-            batch_size=64,
-            eval_batch_size=128,
-            seed=0,
-            normalization="per_channel",
-            augment="pad_crop_flip",
-            crop_padding=1,
-            random_flip=False,
-        )
-    )
+    cfg = data_config()  # configs/smoke.py's data fields
     served = make_pipeline(cfg, devices=jax.local_devices()[:1])
     assert (served.num_classes, served.image_shape, served.steps_per_epoch) == (10, (8, 8, 1), 22)
     assert (served.num_train_examples, served.num_eval_examples) == (1437, 360)

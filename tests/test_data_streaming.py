@@ -1,10 +1,10 @@
 """ImageNet-style host augmentation and the streaming pipeline (served here from real digits)."""
 
-import ml_collections
 import numpy as np
 import pytest
 
 from preact.data import imagenet, pipeline
+from tests.helpers import data_config
 
 
 def gradient_image(height, width):
@@ -67,27 +67,24 @@ def test_grey_images_keep_their_channel():
     assert imagenet.center_crop_eval(image, resize=9, crop=8).shape == (8, 8, 1)
 
 
+# The smoke config's digits, streamed with scale jitter at two test crops.
+STREAMING = dict(
+    batch_size=32,
+    eval_batch_size=64,
+    seed=3,
+    normalization="per_pixel_mean",
+    augment="scale_jitter",
+    crop_padding=0,
+    random_flip=False,
+    image_size=8,
+    train_scale_range=(8, 12),
+    eval_crops=((8, 8), (12, 10)),
+    num_data_workers=2,
+)
+
+
 def digits_config(**overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            dataset="digits",
-            data_source="auto",
-            data_dir="",
-            batch_size=32,
-            eval_batch_size=64,
-            seed=3,
-            normalization="per_pixel_mean",
-            augment="scale_jitter",
-            crop_padding=0,
-            random_flip=False,
-            image_size=8,
-            train_scale_range=(8, 12),
-            eval_crops=((8, 8), (12, 10)),
-            num_data_workers=2,
-        )
-    )
-    c.update(overrides)
-    return c
+    return data_config(**{**STREAMING, **overrides})
 
 
 def build(num_devices=1, process_index=0, process_count=1, **overrides):

@@ -3,7 +3,6 @@
 import io
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -12,6 +11,7 @@ from tensorflow_datasets.core import registered
 
 from preact.data import normalize, pipeline, tfds_source
 from preact.data.errors import DataError, DataNotFoundError
+from tests.helpers import data_config
 
 FIXED_TRAIN, FIXED_TEST = 12, 5
 
@@ -96,27 +96,22 @@ def prepared(tmp_path_factory):
     return data_dir
 
 
+TINY_TFDS = dict(
+    dataset="tiny_fixed",
+    data_source="tfds",
+    batch_size=4,
+    eval_batch_size=4,
+    normalization="per_channel",
+    crop_padding=2,
+    image_size=8,
+    train_scale_range=(8, 12),
+    eval_crops=((10, 8), (12, 12)),
+    num_data_workers=2,
+)
+
+
 def config(**overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            dataset="tiny_fixed",
-            data_source="tfds",
-            data_dir="",
-            batch_size=4,
-            eval_batch_size=4,
-            seed=0,
-            normalization="per_channel",
-            augment="pad_crop_flip",
-            crop_padding=2,
-            random_flip=True,
-            image_size=8,
-            train_scale_range=(8, 12),
-            eval_crops=((10, 8), (12, 12)),
-            num_data_workers=2,
-        )
-    )
-    c.update(overrides)
-    return c
+    return data_config("default", **{**TINY_TFDS, **overrides})
 
 
 def make_pipeline(cfg):

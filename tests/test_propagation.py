@@ -11,6 +11,7 @@ import pytest
 from flax import traverse_util
 
 from preact import networks, propagation, units
+from tests.helpers import TINY, key, tiny_config
 
 LAMBDA = 0.5
 DEPTH = 20  # 3 units per stage: two unit-to-unit steps inside every stage
@@ -23,14 +24,14 @@ def tiny_net(unit, **kwargs):
 
 
 def batch(seed=0, n=8):
-    k1, k2 = jax.random.split(jax.random.key(seed))
+    k1, k2 = jax.random.split(key(seed))
     return jax.random.normal(k1, (n, 8, 8, 3)), jax.random.randint(k2, (n,), 0, 10)
 
 
 def init(model, images):
     """He-normal kernels, BN at gamma=1, beta=0, statistics 0/1 - drawn with numpy: the cases
     below hold for any weights, and JAX's threefry init compiles slowly on a CPU."""
-    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), images, train=False))
+    shapes = jax.eval_shape(lambda: model.init(key(0), images, train=False))
     rng = np.random.default_rng(0)
 
     def draw(path, leaf):
@@ -187,13 +188,11 @@ def test_config_overrides_and_labels():
 
 def test_checkpoint_and_command_line(tmp_path):
     from preact import checkpointing, configuration, training
-    from tests.helpers import tiny_config
 
     # A checkpoint as training writes it (scanned layout), with weights unlike the init's.
     config = tiny_config()
     workdir = str(tmp_path / "run")
-    with jax.default_prng_impl("rbg"):  # threefry's init compiles slowly on a CPU
-        state = training.create_train_state(config, configuration.build_model(config), (8, 8, 1))
+    state = training.create_train_state(config, configuration.build_model(config), (8, 8, 1))
     state = state.replace(params=jax.tree.map(lambda p: 1.5 * p + 0.01, state.params))
     checkpoints = checkpointing.Checkpointer(workdir, config)
     checkpoints.save(7, state)
@@ -204,7 +203,8 @@ def test_checkpoint_and_command_line(tmp_path):
     assert np.all(np.isfinite(trained.forward)) and np.all(np.isfinite(trained.backward))
 
     out = tmp_path / "prop.png"
-    tiny = "configs/smoke.py@model.depth=8@model.width=4"  # the same network as tiny_config's
+    # the same network as tiny_config's
+    tiny = f"configs/smoke.py@model.depth={TINY['model.depth']}@model.width={TINY['model.width']}"
     measurements = propagation.main(
         [
             f"--configs={tiny},{tiny}@model.unit=original",
