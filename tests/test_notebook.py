@@ -1,5 +1,5 @@
 """The Colab notebook's code runs: its cells, minus shell and magic lines, train the smoke config
-on CPU for a few steps and plot the run."""
+on CPU for a few steps and plot the run; on a (simulated) multi-core TPU it synchronizes BN."""
 
 import json
 import os
@@ -7,6 +7,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOK = os.path.join(ROOT, "notebooks", "colab_train.ipynb")
@@ -33,9 +34,30 @@ def test_notebook_is_valid_and_installs_the_package_with_the_accelerator_extra()
     sources = ["".join(c["source"]) for c in notebook["cells"]]
     assert any('pip install -q -e "{REPO_DIR}{EXTRA}"' in s for s in sources)
     assert "github.com/" not in "".join(sources)  # no made-up repository address
+    # The accelerator comes from JAX, not from device files or environment variables; the
+    # metadata demands no particular runtime.
+    assert any("jax.default_backend()" in s for s in sources)
+    assert not any(hint in "".join(sources) for hint in ("/dev/accel", "TPU_NAME", "nvidia-smi"))
+    assert "accelerator" not in notebook["metadata"]
+    assert "gpuType" not in notebook["metadata"].get("colab", {})
 
 
-def test_notebook_trains_and_plots(tmp_path, monkeypatch):
+TINY_RUN = {
+    "model.depth": 8,
+    "model.width": 4,
+    "batch_size": 16,
+    "num_train_steps": 6,
+    "lr_boundaries_steps": (4,),
+    "log_every_steps": 3,
+    "eval_every_steps": 6,
+    "checkpoint_every_steps": 6,
+    "progress_bar": False,
+}
+
+
+def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None):
+    """Executes the parameters cell, then the rest with the tests' parameters, up to the first
+    cell containing ``stop_before``; returns the namespace and the cells that ran."""
     with open(NOTEBOOK) as f:
         cells = code_cells(json.load(f))
     (parameters, tags), rest = cells[0], cells[1:]
@@ -48,26 +70,26 @@ def test_notebook_trains_and_plots(tmp_path, monkeypatch):
         GIT_URL="",
         CONFIG_FILE="configs/smoke.py",
         CONFIG_ARG=None,
-        OVERRIDES={
-            "model.depth": 8,
-            "model.width": 4,
-            "batch_size": 16,
-            "num_train_steps": 6,
-            "lr_boundaries_steps": (4,),
-            "log_every_steps": 3,
-            "eval_every_steps": 6,
-            "checkpoint_every_steps": 6,
-            "progress_bar": False,
-        },
+        OVERRIDES=overrides,
         WORKDIR=str(tmp_path / "run"),
     )
     monkeypatch.chdir(tmp_path)  # the notebook changes directory; pytest changes it back
     monkeypatch.setattr(sys, "path", list(sys.path))
+    ran = []
     with jax.default_prng_impl("rbg"):  # threefry's init compiles slowly on a CPU
         for index, (source, _) in enumerate(rest, start=1):
+            if stop_before is not None and stop_before in source:
+                break
             exec(compile(source, f"cell {index}", "exec"), namespace)
+            ran.append(source)
+    return namespace, ran
 
-    assert namespace["ACCELERATOR"] in ("cpu", "gpu", "tpu")
+
+def test_notebook_trains_and_plots(tmp_path, monkeypatch):
+    namespace, _ = run_notebook(tmp_path, monkeypatch, dict(TINY_RUN))
+
+    assert namespace["ACCELERATOR"] == jax.default_backend() == "cpu"  # conftest's 8 CPU devices
+    assert namespace["config"].bn_statistics == "per_device"  # not a TPU: the paper's default
     assert namespace["config"].model.depth == 8
     assert namespace["result"]["step"] == 6
     assert 0 <= namespace["result"]["test_error"] <= 100
@@ -75,3 +97,26 @@ def test_notebook_trains_and_plots(tmp_path, monkeypatch):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss_line = namespace["fig"].axes[0].get_lines()[0]
     np.testing.assert_array_equal(loss_line.get_xdata(), [3, 6])
+
+
+def test_notebook_synchronizes_bn_on_a_multi_core_tpu_and_checks_override_names(
+    tmp_path, monkeypatch
+):
+    """On 8 TPU cores a batch of 128 would give per-device BN statistics over 16 images: the
+    notebook synchronizes them unless OVERRIDES says otherwise, and rejects misspelt names."""
+    monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+    namespace, ran = run_notebook(
+        tmp_path, monkeypatch, dict(TINY_RUN), stop_before="train_and_evaluate("
+    )
+    assert namespace["ACCELERATOR"] == "tpu" and jax.device_count() > 1
+    assert namespace["config"].bn_statistics == "synchronized"
+    assert namespace["config"].model.depth == 8  # dotted override reached the nested field
+
+    config_cell = next(source for source in ran if "load_config(" in source)
+    namespace["OVERRIDES"] = dict(TINY_RUN, bn_statistics="per_device")
+    exec(compile(config_cell, "config cell", "exec"), namespace)
+    assert namespace["config"].bn_statistics == "per_device"  # an explicit choice is kept
+
+    namespace["OVERRIDES"] = {"model.deph": 8}
+    with pytest.raises(KeyError, match="deph"):
+        exec(compile(config_cell, "config cell", "exec"), namespace)
