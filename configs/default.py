@@ -47,6 +47,9 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.model.depth = 110
     c.model.block = "basic"  # basic (6n+2) | bottleneck (9n+2) | one_layer (3n+2)
     c.model.unit = "full_preact"  # original | bn_after_add | relu_before_add | relu_preact
+    # Fields of the unit class, passed to every unit: the options of a unit of your own
+    # (preact.units.register_unit); the original unit's Table 1 options are the fields below.
+    c.model.unit_options = ml_collections.ConfigDict()
     c.model.width = config_dict.placeholder(int)  # conv1 channels; None: 16 CIFAR, 64 ImageNet
     # Shortcut of a dimension-changing unit; None: the paper's (zero_pad for basic and one-layer
     # nets = option A, projection for bottleneck nets = option B).

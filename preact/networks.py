@@ -17,10 +17,12 @@ a 164-layer one; ``scan=False`` unrolls them. Both compute the same function for
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import flax.core
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -148,6 +150,8 @@ class ResNet(nn.Module):
       stem: ``cifar`` (3x3/1 conv) or ``imagenet`` (7x7/2 conv, BN-ReLU, 3x3/2 max-pool).
       stem_width: conv1's channels.
       block, unit: see :mod:`preact.units`.
+      unit_options: fields of the unit class, passed to every unit as they are (how a unit of
+        your own gets options of its own without a field here).
       downsample_shortcut: h of a unit that changes dimensions: ``zero_pad`` (option A, the
         paper's choice for the basic CIFAR nets) or ``projection`` (option B, its choice for the
         bottleneck nets and ImageNet).
@@ -174,6 +178,7 @@ class ResNet(nn.Module):
     stem_width: int = 16
     block: str = "basic"
     unit: str = "full_preact"
+    unit_options: Mapping[str, Any] = flax.core.FrozenDict()
     downsample_shortcut: str = "zero_pad"
     shortcut_variant: str = "identity"
     shortcut_scale: float = 1.0
@@ -230,8 +235,8 @@ class ResNet(nn.Module):
         residual = units_lib.residual_layers(self.block, features, strides, self.bottleneck_stride)
         changes = first and (in_features != features or strides != 1)
         shortcut = self.downsample_shortcut if changes else "identity"
-        kwargs = self._unit_kwargs()
-        if units_lib.is_preactivation(self.unit):
+        kwargs = {**self._unit_kwargs(), **self.unit_options}
+        if self.unit_cls.SHARED_PREACTIVATION:
             # Appendix: the first unit of each stage pre-activates before the split; after the
             # ImageNet stem (BN-ReLU-maxpool) the first unit needs no pre-activation at all.
             kwargs["shared_preact"] = first
@@ -318,6 +323,11 @@ class ResNet(nn.Module):
         )
 
 
+# Unit fields the network sets itself (the layers, the shortcut, the Appendix rules).
+_NETWORK_SET_FIELDS = ("layers", "shortcut", "conv", "norm", "norm_act", "act", "shared_preact",
+                       "preactivate", "parent", "name")  # fmt: skip
+
+
 def _validate(net: ResNet) -> None:
     """Every bad spec raises a ValueError naming the valid choices, before anything is traced."""
 
@@ -326,6 +336,16 @@ def _validate(net: ResNet) -> None:
             raise ValueError(f"unknown {field} {value!r}; valid: {tuple(valid)}")
 
     choose("unit", net.unit, tuple(units_lib.UNITS))
+    unit_fields = {f.name for f in dataclasses.fields(net.unit_cls)} - set(_NETWORK_SET_FIELDS)
+    unknown = sorted(set(net.unit_options) - unit_fields)
+    if unknown:
+        raise ValueError(
+            f"unit_options {unknown} are not fields of unit {net.unit!r} "
+            f"({net.unit_cls.__qualname__}); its options: {sorted(unit_fields)}"
+        )
+    overlap = sorted(set(net.unit_options) & set(net._unit_kwargs()))
+    if overlap:
+        raise ValueError(f"unit_options {overlap} are set by the network's own fields; use those")
     choose("block", net.block, units_lib.BLOCKS)
     choose("stem", net.stem, ("cifar", "imagenet"))
     choose("downsample_shortcut", net.downsample_shortcut, DOWNSAMPLE_SHORTCUTS)
@@ -414,6 +434,10 @@ def create_model(
     """The network a config's ``model`` section describes (see ``configs/default.py``)."""
     cfg = dict(model_config)
     family = cfg.pop("family", "cifar")
+    options = cfg.pop("unit_options", None) or {}
+    cfg["unit_options"] = flax.core.FrozenDict(
+        options.to_dict() if hasattr(options, "to_dict") else options
+    )
     depth = cfg.pop("depth")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {tuple(DTYPES)}")

@@ -22,10 +22,13 @@ The shortcut variants of Table 1 (Fig. 2) are options of the ``original`` unit o
 paper: constant scaling, exclusive gating, shortcut-only gating, a 1x1 conv on every shortcut and
 dropout on the shortcut.
 
-To add a unit of your own, subclass :class:`ResidualUnit`, say which activations the network
-needs around the stack of units (``STEM_NORM``, ``STEM_ACT``, ``FINAL_NORM``, ``FINAL_ACT``),
-and register it in :data:`UNITS`. Units receive their conv and norm layers already configured
-(dtype, init, BN momentum, axis name), so a unit knows nothing about devices or precision.
+To add a unit of your own, in this file or in a module of yours: subclass :class:`ResidualUnit`
+(or :class:`PreActivationUnit`), declare the Appendix rules it needs as class attributes
+(``STEM_NORM``, ``STEM_ACT``, ``FINAL_NORM``, ``FINAL_ACT``, ``SHARED_PREACTIVATION``), give it
+dataclass fields for options of its own, decorate it with ``@register_unit("name")``, and select
+it with ``model.unit="name"`` and its options with ``model.unit_options``; nothing else changes.
+Units receive their conv and norm layers already configured (dtype, init, BN momentum, axis
+name), so a unit knows nothing about devices or precision.
 """
 
 from __future__ import annotations
@@ -140,6 +143,10 @@ class ResidualUnit(nn.Module):
     # Post-activation units give their projection a BN, as in He et al. (2015); pre-activation
     # projections read a tensor that is already normalized (Appendix) and have none.
     PROJECTION_NORM: ClassVar[bool] = True
+    # Appendix: the unit takes ``shared_preact`` and ``preactivate`` fields and the network sets
+    # them (shared pre-activation for the first unit of each stage; none after the ImageNet
+    # stem's BN-ReLU). See :class:`PreActivationUnit`.
+    SHARED_PREACTIVATION: ClassVar[bool] = False
 
     @property
     def features(self) -> int:
@@ -301,7 +308,7 @@ class ReLUBeforeAdditionUnit(ResidualUnit):
         return self._h(x, train=train) + residual
 
 
-class _PreActUnit(ResidualUnit):
+class PreActivationUnit(ResidualUnit):
     """Shared by the pre-activation units (Eq. 9): ``x_{l+1} = x_l + F(f^(x_l))``.
 
     ``BN_BEFORE_CONV`` is the only difference between the two: full pre-activation puts each BN
@@ -321,6 +328,7 @@ class _PreActUnit(ResidualUnit):
     preactivate: bool = True
 
     BN_BEFORE_CONV: ClassVar[bool] = True
+    SHARED_PREACTIVATION: ClassVar[bool] = True
     STEM_ACT: ClassVar[bool] = False  # the first unit's shared pre-activation plays that role
     FINAL_ACT: ClassVar[bool] = True  # Appendix: extra activation after the last addition
     PROJECTION_NORM: ClassVar[bool] = False
@@ -344,7 +352,7 @@ class _PreActUnit(ResidualUnit):
         return h + residual  # nothing after the addition: the identity path stays clean
 
 
-class FullPreActUnit(_PreActUnit):
+class FullPreActUnit(PreActivationUnit):
     """Fig. 4(e), the proposed unit: ``x_{l+1} = x_l + F(x_l)``, F = (BN-ReLU-W) repeated.
 
     Table 2: 6.37% on ResNet-110; Table 3: 4.92% on ResNet-1001.
@@ -354,7 +362,7 @@ class FullPreActUnit(_PreActUnit):
     FINAL_NORM: ClassVar[bool] = True
 
 
-class ReLUPreActUnit(_PreActUnit):
+class ReLUPreActUnit(PreActivationUnit):
     """Fig. 4(d): ``x_{l+1} = x_l + F(ReLU(x_l))``, F = W-BN-ReLU-...-W-BN.
 
     BN stays right after each weight layer, so conv1 keeps its BN and the pre-activation and
@@ -374,8 +382,22 @@ UNITS: dict[str, type[ResidualUnit]] = {
 }
 
 
+def register_unit(name: str) -> Callable[[type[ResidualUnit]], type[ResidualUnit]]:
+    """Class decorator: make a unit selectable as ``model.unit=name``."""
+
+    def register(cls: type[ResidualUnit]) -> type[ResidualUnit]:
+        if not (isinstance(cls, type) and issubclass(cls, ResidualUnit)):
+            raise TypeError(f"unit {name!r} must subclass preact.units.ResidualUnit, got {cls!r}")
+        if name in UNITS and UNITS[name] is not cls:
+            raise ValueError(f"unit name {name!r} is taken by {UNITS[name].__qualname__}")
+        UNITS[name] = cls
+        return cls
+
+    return register
+
+
 def is_preactivation(unit: str) -> bool:
-    return issubclass(UNITS[unit], _PreActUnit)
+    return UNITS[unit].SHARED_PREACTIVATION
 
 
 def conv_partial(dtype: Any, init_mode: str = "fan_out") -> ModuleDef:

@@ -1,0 +1,75 @@
+"""A residual unit defined outside the package, with an option of its own, selected by config
+alone: the network applies the Appendix rules the unit declares, and it trains."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from preact import configuration, networks, training, units
+from tests.helpers import key, tiny_config
+
+
+@units.register_unit("scaled_full_preact")
+class ScaledFullPreActUnit(units.PreActivationUnit):
+    """``x_{l+1} = h(x_l) + alpha * F(x_l)``, F as the full pre-activation unit's."""
+
+    alpha: float = 1.0
+
+    STEM_NORM = False
+    FINAL_NORM = True
+
+    @nn.compact
+    def __call__(self, x, *, train):
+        preact = self._norm_act(x, train=train, name="norm1") if self.preactivate else x
+        h = self._h(preact if self.shared_preact else x, train=train)
+        residual = preact
+        for i, layer in enumerate(self.layers, start=1):
+            if i > 1:
+                residual = self._norm_act(residual, train=train, name=f"norm{i}")
+            residual = self._conv(layer, f"conv{i}")(residual)
+        return h + self.alpha * residual
+
+
+def _net(unit, **options):
+    return networks.cifar_resnet(
+        8, block="basic", width=4, num_classes=10, unit=unit, unit_options=options
+    )
+
+
+def test_new_unit_gets_the_appendix_rules_it_declares():
+    """With alpha = 1 it is the full pre-activation network, variable for variable: the shared
+    pre-activation of each stage's first unit and the final BN-ReLU came from its declaration."""
+    x = jax.random.normal(key(0), (4, 8, 8, 3))
+    reference = _net("full_preact")
+    variables = reference.init(key(1), x, train=False)
+    variables = jax.tree.map(lambda v: v + 0.1 * jax.random.normal(key(2), v.shape), variables)
+    ours = _net("scaled_full_preact", alpha=1.0)
+    np.testing.assert_array_equal(
+        ours.apply(variables, x, train=False), reference.apply(variables, x, train=False)
+    )
+    halved = _net("scaled_full_preact", alpha=0.5).apply(variables, x, train=False)
+    assert not np.allclose(halved, reference.apply(variables, x, train=False))
+
+
+def test_unknown_unit_option_is_refused_naming_the_unit_options():
+    with pytest.raises(ValueError, match=r"unit_options \['beta'\] are not fields.*'alpha'"):
+        _net("scaled_full_preact", beta=2.0)
+
+
+def test_register_unit_refuses_a_non_unit_and_a_taken_name():
+    with pytest.raises(TypeError):
+        units.register_unit("not_a_unit")(dict)
+    with pytest.raises(ValueError, match="taken"):
+        units.register_unit("full_preact")(ScaledFullPreActUnit)
+
+
+def test_new_unit_trains_from_a_config(tmp_path):
+    config = tiny_config(num_train_steps=2)
+    config.model.unit = "scaled_full_preact"
+    config.model.unit_options = {"alpha": 0.5}
+    model = configuration.build_model(config)
+    assert model.unit_options["alpha"] == 0.5
+    result = training.train_and_evaluate(config, str(tmp_path / "work"))
+    assert result["step"] == 2 and jnp.isfinite(result["train_loss"])
