@@ -82,7 +82,11 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     # (64 images per GPU); synchronized: over the whole global batch.
     c.bn_statistics = "per_device"
 
-    # Optimization: SGD with momentum, coupled L2 weight decay.
+    # Optimization: SGD with momentum, coupled L2 weight decay (preact/optim.py). Any optax
+    # optimizer by name, e.g. optimizer=adamw with optimizer_kwargs b1, b2, weight_decay.
+    c.optimizer = "sgd"
+    c.optimizer_kwargs = ml_collections.ConfigDict()  # optax arguments besides learning_rate
+    c.schedule = "step"  # step (the paper's drops) | cosine | constant; all keep the warm-up
     c.batch_size = 128  # global, over all devices and hosts
     c.eval_batch_size = 512  # any multiple of the device count; the last batch is padded
     c.learning_rate = 0.1

@@ -11,7 +11,7 @@ from typing import Any
 
 import ml_collections
 
-from preact import networks
+from preact import networks, optim
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +93,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_process
     for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
         if config[field] < 1:
             raise ValueError(f"{field} must be positive, got {config[field]}")
+    optim.check_optimizer(config)
     if config.rng_impl not in RNG_IMPLS:
         raise ValueError(f"unknown rng_impl {config.rng_impl!r}; valid: {RNG_IMPLS}")
     if config.on_divergence not in ON_DIVERGENCE:

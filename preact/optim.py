@@ -1,10 +1,19 @@
-"""The optimizer and learning-rate schedules of the paper (Appendix; paper.md §5).
+"""The optimizer and the learning-rate schedule, chosen by name from the config.
 
-SGD with momentum 0.9 and *coupled* L2 weight decay, as Caffe and Torch do it: the decay term
-``wd * w`` is added to the gradient before the momentum buffer, not applied to the weights
-directly (decoupled, AdamW-style). The learning rate multiplies the momentum buffer's output, as
-in Torch's ``optim.sgd`` and optax; Caffe folds it into the buffer, which differs only in the few
+The paper's (Appendix) is the default: ``optimizer="sgd"``, ``schedule="step"``: SGD with
+momentum 0.9 and *coupled* L2 weight decay, as Caffe and Torch do it. The decay term ``wd * w``
+is added to the gradient before the momentum buffer, not applied to the weights directly
+(decoupled, AdamW-style). The learning rate multiplies the momentum buffer's output, as in
+Torch's ``optim.sgd`` and optax; Caffe folds it into the buffer, which differs only in the few
 steps right after a learning-rate drop.
+
+Any other optax optimizer is a config change: ``optimizer`` names an optax constructor (``adamw``,
+``lamb``, ``sgd`` ...) that takes ``learning_rate``, and ``optimizer_kwargs`` holds its other
+arguments (``b1``, ``weight_decay`` ...). The coupled L2 decay of ``weight_decay`` applies to every
+optimizer (it is part of the objective the paper minimizes); set it to 0 for AdamW's decoupled
+decay alone. ``schedule`` is ``step`` (the paper's), ``cosine`` (warm-up, then cosine decay to 0
+at ``num_train_steps``) or ``constant``; each keeps the ``warmup_steps`` at
+``warmup_learning_rate``.
 """
 
 from __future__ import annotations
@@ -17,8 +26,33 @@ import ml_collections
 import numpy as np
 import optax
 
+SCHEDULES = ("step", "cosine", "constant")
+
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """The ``schedule`` the config names; ``step`` is the paper's."""
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {config.schedule!r}; valid: {SCHEDULES}")
+    if config.schedule == "step":
+        return step_schedule(config)
+    base = float(config.learning_rate)
+    warmup_steps = int(config.warmup_steps)
+    warmup_lr = float(config.warmup_learning_rate)
+    total = max(int(config.num_train_steps) - warmup_steps, 1)
+
+    def schedule(step: Any) -> Any:
+        step = jnp.asarray(step, jnp.int32)
+        if config.schedule == "cosine":
+            t = jnp.clip((step - warmup_steps) / total, 0.0, 1.0)
+            lr = 0.5 * base * (1.0 + jnp.cos(jnp.pi * t))
+        else:
+            lr = jnp.asarray(base, jnp.float32)
+        return jnp.where(step < warmup_steps, warmup_lr, lr)
+
+    return schedule
+
+
+def step_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Step schedule in iterations: ``warmup_learning_rate`` for the first ``warmup_steps``
     (0.01 for 400 iterations, Appendix), then ``learning_rate`` divided by 10 (``lr_decay_factor``)
     at each of ``lr_boundaries_steps`` (32k and 48k)."""
@@ -46,14 +80,40 @@ def weight_decay_mask(params: Any, all_params: bool) -> Any:
     )
 
 
+def _base_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    schedule = learning_rate_schedule(config)
+    kwargs = dict(config.optimizer_kwargs)
+    if config.optimizer == "sgd":
+        kwargs = {"momentum": config.momentum, "nesterov": config.nesterov, **kwargs}
+    make = getattr(optax, config.optimizer, None)
+    if not callable(make):
+        raise ValueError(f"optimizer {config.optimizer!r} is not an optax optimizer")
+    try:
+        return make(learning_rate=schedule, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"optimizer {config.optimizer!r} with {kwargs}: {e}") from None
+
+
 def create_optimizer(
     config: ml_collections.ConfigDict, params: Any
 ) -> optax.GradientTransformation:
-    return optax.chain(
-        optax.add_decayed_weights(
-            config.weight_decay, mask=weight_decay_mask(params, config.weight_decay_all_params)
-        ),
-        optax.sgd(
-            learning_rate_schedule(config), momentum=config.momentum, nesterov=config.nesterov
-        ),  # fmt: skip
+    """Coupled L2 decay (added to the gradient, masked by ``weight_decay_all_params``), then the
+    optimizer ``config.optimizer`` with the schedule ``config.schedule``."""
+    decay = optax.add_decayed_weights(
+        config.weight_decay, mask=weight_decay_mask(params, config.weight_decay_all_params)
     )
+    return optax.chain(decay, _base_optimizer(config))
+
+
+def check_optimizer(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError for an optimizer or schedule the config cannot build (before compiling)."""
+    _base_optimizer(config)
+
+
+def optimizer_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What decides the shape of the optimizer state (a checkpoint restores only into the same)."""
+    kwargs = dict(config.optimizer_kwargs)
+    if config.optimizer == "sgd":
+        # optax keeps no momentum buffer for momentum 0 (or None).
+        kwargs = {"momentum": bool(config.momentum), **kwargs}
+    return {"optimizer": config.optimizer, "optimizer_kwargs": kwargs}
