@@ -8,7 +8,6 @@ there.
 """
 
 import json
-import logging
 import os
 
 from absl import flags
@@ -60,9 +59,6 @@ def run(config, workdir: str, step: int | None = None) -> dict:
 def main() -> None:
     config = cli.load_config(_CONFIG)
     cli.quiet_logging()
-    # Orbax warns that a read-only manager will not save; our own warnings (a corrupt
-    # checkpoint skipped) come from the preact loggers and still show.
-    logging.getLogger("absl").setLevel(logging.ERROR)
     cli.initialize_distributed()
     import jax
 

@@ -44,6 +44,17 @@ log = logging.getLogger(__name__)
 # it is complete; a directory with this marker is a save that never finished.
 _TMP_MARKER = ".orbax-checkpoint-tmp"
 
+
+class _ReadOnlyNotice(logging.Filter):
+    """Orbax warns, for every read-only manager, that it will not save: reading is all that is
+    asked of one (eval, the identity check before training), so the warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Given directory is read only" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_ReadOnlyNotice())
+
 # Model fields that do not change the parameter tree: a checkpoint restores across them.
 _LAYOUT_FREE_MODEL_FIELDS = ("remat",)
 

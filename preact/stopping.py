@@ -9,8 +9,10 @@ whatever the main thread is doing; a small thread reading that fd exits the proc
 second one.
 
 On a multi-host run every process must stop after the same step, so the decision is JAX's
-preemption sync point (``jax.distributed`` installs its own SIGTERM notifier, which this module
-leaves alone); SIGINT is still caught here.
+preemption sync point: ``jax.distributed`` installs its own SIGTERM notifier, which tells every
+process, and this module leaves it alone. A SIGINT (Ctrl-C) is caught here and passed on to that
+notifier as a SIGTERM to this process, so that it too stops every process at the same step. A
+second SIGINT exits at once; a second SIGTERM is the notifier's, which does not exit.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ class StopSignal:
 
     def requested(self, step: int) -> bool:
         """Whether to stop after ``step``; on multi-host runs, the same answer on every host."""
-        if self._multihost and multihost_utils.reached_preemption_sync_point(step):
+        if not self._multihost:
+            return self.received is not None
+        if multihost_utils.reached_preemption_sync_point(step):
             self.received = self.received or signal.SIGTERM
             return True
-        return self.received is not None
+        return False
 
     def __enter__(self) -> StopSignal:
         signals = (signal.SIGINT,) if self._multihost else (signal.SIGTERM, signal.SIGINT)
@@ -70,6 +74,8 @@ class StopSignal:
                         continue  # another library's Python handler
                     seen += 1
                     self.received = self.received or signum
+                    if seen == 1 and self._multihost:
+                        os.kill(os.getpid(), signal.SIGTERM)  # to JAX's preemption notifier
                     if seen >= 2:
                         name = signal.Signals(signum).name
                         os.write(2, f"second {name}: exiting now, without a checkpoint\n".encode())

@@ -16,6 +16,7 @@ import time
 import chex
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 from preact import checkpointing, data, training
@@ -139,24 +140,43 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(workdir, caplog)
     assert f"{workdir}/checkpoints/10" in caplog.text
 
 
-def _overwrite_inside_a_data_file(step_dir, seed):
-    """Random bytes in place of some in the middle of the checkpoint's largest data file: the
-    size and the layout stay, as after a bad disk block or a faulty copy."""
-    files = [
-        os.path.join(r, f) for r, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
-    ]
-    path = max(files, key=os.path.getsize)
+def _orbax_reads(workdir, step, config):
+    """Whether Orbax alone (no checksums) restores the state of ``step`` without an error."""
+    target = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), _abstract(config))
+    manager = checkpointing.Checkpointer(workdir, config, read_only=True).manager
+    try:
+        manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        return True
+    except Exception:  # noqa: BLE001
+        return False
+    finally:
+        manager.close()
+
+
+def _corrupt_silently(workdir, step, config, seed):
+    """Random bytes in place of some in the middle of the checkpoint's largest data file (OCDBT
+    keeps array data in files under ``d/``), the size and layout unchanged (a bad disk block, a
+    faulty copy), at a place where Orbax reads them back without an error: the corruption only
+    a checksum of the data can see."""
+    step_dir = os.path.join(workdir, "checkpoints", str(step), "state")
+    files = [os.path.join(r, f) for r, _, fs in os.walk(step_dir) for f in fs]
+    path = max((f for f in files if os.sep + "d" + os.sep in f), key=os.path.getsize)
+    with open(path, "rb") as f:
+        original = f.read()
     rng = random.Random(seed)
-    size = os.path.getsize(path)
-    with open(path, "r+b") as f:
-        f.seek(rng.randrange(size // 4, size // 2))
-        f.write(rng.randbytes(64))
+    for _ in range(20):
+        start = rng.randrange(len(original) // 4, len(original) * 3 // 4)
+        with open(path, "wb") as f:
+            f.write(original[:start] + rng.randbytes(64) + original[start + 64 :])
+        if _orbax_reads(workdir, step, config):
+            return
+    pytest.fail(f"every corruption of {path} tried was caught by Orbax itself")
 
 
 def test_random_bytes_in_a_checkpoint_data_file_are_detected(workdir, caplog):
     config = tiny_config()
     ckpts = os.path.join(workdir, "checkpoints")
-    _overwrite_inside_a_data_file(os.path.join(ckpts, "10"), seed=0)
+    _corrupt_silently(workdir, 10, config, seed=0)
     with caplog.at_level(logging.WARNING):
         state, step = checkpointing.Checkpointer(workdir, config).restore(_abstract(config))
     assert step == 5
@@ -167,7 +187,7 @@ def test_random_bytes_in_a_checkpoint_data_file_are_detected(workdir, caplog):
     assert int(state.step) == 5
 
     # with no readable checkpoint left, resuming is refused instead of starting over
-    _overwrite_inside_a_data_file(os.path.join(ckpts, "5"), seed=1)
+    _corrupt_silently(workdir, 5, config, seed=1)
     with pytest.raises(training.BadInput, match=f"no usable checkpoint: {ckpts}/10, {ckpts}/5"):
         training.train_and_evaluate(config, workdir)
 
