@@ -83,6 +83,17 @@ def canonical_grad_conv(
     return _conv_stride1(lhs, rhs, pads, precision)
 
 
+def _pack(x: jax.Array) -> jax.Array:
+    """A saved 16-bit float activation as raw bits. XLA:CPU computes bfloat16 in float32 and
+    would otherwise keep whole stacks of saved activations as float32 (docs/performance.md); an
+    integer buffer it leaves alone. A no-op reinterpretation on every backend."""
+    return lax.bitcast_convert_type(x, jnp.uint16) if x.dtype.itemsize == 2 else x
+
+
+def _unpack(bits: jax.Array, dtype: Any) -> jax.Array:
+    return lax.bitcast_convert_type(bits, dtype) if bits.dtype == jnp.uint16 else bits
+
+
 def _conv(x: jax.Array, w: jax.Array, pads: Any, precision: Any) -> jax.Array:
     return lax.conv_general_dilated(
         x, w, (1, 1), pads, dimension_numbers=_NHWC, precision=precision
@@ -95,11 +106,12 @@ def _conv_stride1(x: jax.Array, w: jax.Array, pads: Any, precision: Any) -> jax.
 
 
 def _conv_stride1_fwd(x, w, pads, precision):
-    return _conv(x, w, pads, precision), (x, w)
+    return _conv(x, w, pads, precision), (_pack(x), w)
 
 
 def _conv_stride1_bwd(pads, precision, res, g):
     x, w = res
+    x = _unpack(x, g.dtype)
     kh, kw = w.shape[:2]
     # Input gradient: the "full" correlation with the flipped kernel, in/out channels swapped.
     (top, bottom), (left, right) = pads
@@ -153,7 +165,7 @@ def _bn_relu_train_fwd(x, scale, bias, epsilon, axis_name):
     mean, var = _batch_stats(x, axis_name)
     y = _normalize_relu(x, mean, var, scale, bias, epsilon, x.dtype)
     # Saved for the backward pass: x in its own dtype, two per-channel vectors and the params.
-    return (y, mean, var), (x, mean, lax.rsqrt(var + epsilon), scale, bias)
+    return (y, mean, var), (_pack(x), mean, lax.rsqrt(var + epsilon), scale, bias)
 
 
 def _bn_relu_train_bwd(epsilon, axis_name, res, cotangents):
@@ -161,6 +173,7 @@ def _bn_relu_train_bwd(epsilon, axis_name, res, cotangents):
     # differentiated; their cotangents are zero and are ignored.
     g, _, _ = cotangents
     x, mean, rstd, scale, bias = res
+    x = _unpack(x, g.dtype)
     x32 = x.astype(jnp.float32)
     xhat = (x32 - mean) * rstd
     z = xhat * scale + bias

@@ -140,7 +140,8 @@ def test_batch_norm_relu_saves_only_its_input_and_two_vectors():
     _, residuals = jax.vjp(lambda x: fused(variables["params"], x, True)[0], x)
     arrays = [a for a in jax.tree.leaves(residuals) if hasattr(a, "shape")]
     big = [a for a in arrays if a.size > 16]
-    assert len(big) == 1 and big[0].dtype == jnp.bfloat16 and big[0].shape == x.shape
+    # The input, as its 16 raw bits (so XLA:CPU cannot widen the saved copy to float32).
+    assert len(big) == 1 and big[0].dtype.itemsize == 2 and big[0].shape == x.shape
     assert all(a.size <= 16 for a in arrays if a is not big[0])
 
 
