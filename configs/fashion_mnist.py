@@ -11,11 +11,9 @@ the class of clothes) on 28x28x1 inputs, with a short schedule: 1,800 steps of b
 epochs of the 60,000 training images), lr 0.1 divided by 10 at 50% and 75%, evaluation on the
 10,000 test images at the first drop and at the end. Not a number from the paper.
 
-Sizing (an assumption, not a measured run): 1,800 steps x 0.45 s = 13.5 minutes of training, plus
-about a minute of start-up, compilation and the two evaluations. 0.45 s is a train step of this
-network unrolled (--config.model.scan=False) on 2 idle CPU cores (about 0.43 s); with other jobs
-on the cores 0.6-0.85 s was seen. With today's default model.scan=True a step takes about 4.3 s on
-CPU, ten times longer, so pass --config.model.scan=False on CPU until the faster default lands.
+Sizing: 1,800 steps x about 0.45 s per step on 2 idle CPU cores, plus start-up, compilation and
+the two evaluations. The default scanned network trains as fast as the unrolled one on CPU
+(docs/performance.md); with other jobs on the cores a step takes longer.
 
 MNIST: --config.dataset=mnist runs the same network on the digits, but then also pass
 --config.random_flip=False: a mirrored digit is not the same digit (the pipeline warns otherwise).
