@@ -19,6 +19,7 @@ A benchmark, not a test: it prints and records figures, it asserts nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         command = [sys.executable, "-m", "benchmarks.cpu", *(argv or sys.argv[1:])]
         env = common.environment(command)
         env["jax_backend"] = jax.default_backend()
+        env["load_average_at_end"] = os.getloadavg()  # other work on the cores skews the figures
         common.write_json(args.out, {"environment": env, "runs": runs})
 
 
