@@ -19,6 +19,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training workdir.")
 _STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 cli.define_distributed_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -19,6 +19,7 @@ from preact import cli
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
 cli.define_distributed_flags()
+flags.adopt_module_key_flags(cli)  # --helpshort lists them
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -68,6 +68,10 @@ def check_config(
     numbers of the optimizer and the checkpoints, which no model check sees.
     """
     with bad_input():
+        # First: validate compares the boundaries with numbers.
+        if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
+            raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
+                             "be iteration numbers (integers)")  # fmt: skip
         model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
         for field in ("learning_rate", "lr_decay_factor"):
             if not (math.isfinite(config[field]) and config[field] > 0):
@@ -80,9 +84,6 @@ def check_config(
             raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
         if not config.weight_decay >= 0:
             raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
-        if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
-            raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
-                             "be iteration numbers (integers)")  # fmt: skip
         checkpointing.check_options(config)
     return model
 
