@@ -37,7 +37,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 import preact
-from preact import configuration
+from preact import configuration, optim
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,21 @@ class _ReadOnlyNotice(logging.Filter):
 
 logging.getLogger("absl").addFilter(_ReadOnlyNotice())
 
-# Model fields that do not change the parameter tree: a checkpoint restores across them.
-_LAYOUT_FREE_MODEL_FIELDS = ("remat",)
+# Model fields that do not change the parameter tree: a checkpoint restores across them (the
+# fused BN-ReLU and the scanned convs' gradient have the variables of the plain layers).
+_LAYOUT_FREE_MODEL_FIELDS = ("remat", "fused_bn_relu", "conv_grad")
 
 
 def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """What a checkpoint's parameters depend on: the model section and the number of classes."""
+    """What a checkpoint's state depends on: the model section, the number of classes, and what
+    shapes the optimizer state (its name and arguments)."""
     model = {k: v for k, v in config.model.to_dict().items() if k not in _LAYOUT_FREE_MODEL_FIELDS}
     model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}
-    return {"model": model, "num_classes": configuration.dataset_info(config).num_classes}
+    return {
+        "model": model,
+        "num_classes": configuration.dataset_info(config).num_classes,
+        "optimizer": optim.optimizer_identity(config),
+    }
 
 
 @functools.cache
@@ -88,8 +94,12 @@ def code_version() -> str:
 
 
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """The fields that differ. A field the checkpoint does not record was added to the identity
+    after it was written, and is not compared (Orbax still checks the shapes)."""
     diffs = []
     for key in sorted(set(saved) | set(current)):
+        if key not in saved and saved:
+            continue
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             diffs += [f"{key}.{d}" for d in identity_differences(a, b)]
@@ -218,7 +228,8 @@ class Checkpointer:
             diffs = identity_differences(meta.get("identity", {}), self.identity)
             if diffs:
                 raise ValueError(
-                    f"workdir checkpoint {self.directory}/{step} was made by another model "
+                    f"workdir checkpoint {self.directory}/{step} was made by another model or "
+                    "optimizer "
                     f"(experiment {meta.get('config', {}).get('experiment')!r}): "
                     + "; ".join(diffs)
                     + ". Use another --workdir, or the config that made it."

@@ -7,6 +7,7 @@ with a message naming the field, not after minutes of compilation.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import ml_collections
@@ -83,6 +84,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_process
             f"warmup_steps={config.warmup_steps} must be shorter than training "
             f"(num_train_steps={config.num_train_steps})"
         )
+    if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
+        raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
+                         "be iteration numbers (integers)")  # fmt: skip
     boundaries = tuple(config.lr_boundaries_steps)
     # A boundary past the end is allowed (a shortened run simply never reaches it).
     if list(boundaries) != sorted(boundaries) or any(b < config.warmup_steps for b in boundaries):
@@ -93,6 +97,17 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_process
     for field in ("log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
         if config[field] < 1:
             raise ValueError(f"{field} must be positive, got {config[field]}")
+    for field in ("learning_rate", "lr_decay_factor"):
+        if not (math.isfinite(config[field]) and config[field] > 0):
+            raise ValueError(f"{field} must be positive, got {config[field]}")
+    if config.warmup_steps > 0 and not config.warmup_learning_rate > 0:
+        raise ValueError(f"warmup_learning_rate must be positive during the "
+                         f"{config.warmup_steps} warm-up steps, got "
+                         f"{config.warmup_learning_rate}")  # fmt: skip
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
+    if not config.weight_decay >= 0:
+        raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
     optim.check_optimizer(config)
     if config.rng_impl not in RNG_IMPLS:
         raise ValueError(f"unknown rng_impl {config.rng_impl!r}; valid: {RNG_IMPLS}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -64,26 +63,11 @@ def check_config(
 ) -> Any:
     """Every check of ``config`` (raises BadInput); returns the model it describes.
 
-    ``preact.configuration.validate`` checks the model, data and loop fields; here are the
-    numbers of the optimizer and the checkpoints, which no model check sees.
+    ``preact.configuration.validate`` checks the model, optimizer, data and loop fields; the
+    checkpoint options are checkpointing's.
     """
     with bad_input():
-        # First: validate compares the boundaries with numbers.
-        if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
-            raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
-                             "be iteration numbers (integers)")  # fmt: skip
         model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
-        for field in ("learning_rate", "lr_decay_factor"):
-            if not (math.isfinite(config[field]) and config[field] > 0):
-                raise ValueError(f"{field} must be positive, got {config[field]}")
-        if config.warmup_steps > 0 and not config.warmup_learning_rate > 0:
-            raise ValueError(f"warmup_learning_rate must be positive during the "
-                             f"{config.warmup_steps} warm-up steps, got "
-                             f"{config.warmup_learning_rate}")  # fmt: skip
-        if not 0 <= config.momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
-        if not config.weight_decay >= 0:
-            raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
         checkpointing.check_options(config)
     return model
 

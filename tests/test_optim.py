@@ -55,3 +55,12 @@ def test_adamw_with_cosine_trains_from_a_config(tmp_path):
                          weight_decay=0.0, num_train_steps=4)  # fmt: skip
     result = training.train_and_evaluate(config, str(tmp_path / "work"))
     assert result["step"] == 4 and math.isfinite(result["train_loss"])
+
+
+def test_resuming_with_another_optimizer_is_refused_as_a_mismatch(tmp_path):
+    workdir = str(tmp_path / "work")
+    training.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+    adamw = tiny_config(num_train_steps=4, optimizer="adamw", weight_decay=0.0)
+    with pytest.raises(ValueError, match=r"another model or optimizer.*optimizer\.optimizer: "
+                       r"checkpoint 'sgd', config 'adamw'"):  # fmt: skip
+        training.train_and_evaluate(adamw, workdir)
