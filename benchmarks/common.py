@@ -23,8 +23,9 @@ import numpy as np
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA_VERSION = 1
 
-# The networks of the paper's CIFAR experiments (paper.md §3) and the tiny ones of the smoke
-# runs: depth -> block. Depth 8 is the smallest 6n+2 basic net, 11 the smallest 9n+2 bottleneck.
+# The networks of the paper's CIFAR experiments (docs/reproduction.md#cifar) and the tiny ones of
+# the smoke runs: depth -> block. Depth 8 is the smallest 6n+2 basic net, 11 the smallest 9n+2
+# bottleneck.
 NETS: dict[int, str] = {
     110: "basic",
     164: "bottleneck",
@@ -32,7 +33,8 @@ NETS: dict[int, str] = {
     8: "basic",
     11: "bottleneck",
 }
-# Parameter counts with BN's gamma and beta and the 10-class FC (paper.md §3.2, §3.3).
+# Parameter counts with BN's gamma and beta and the 10-class FC
+# (docs/reproduction.md#parameter-counts).
 PAPER_PARAM_COUNTS = {110: 1_727_962, 164: 1_703_258, 1001: 10_327_706}
 
 # Every run record carries these keys (tests/test_benchmarks.py checks them).
@@ -100,7 +102,7 @@ def torch_variant_name(mode: str, scope: str, channels_last: bool) -> str:
 def step_stats(seconds: Sequence[float], batch: int) -> dict[str, float]:
     """Median, p10 and p90 of per-step times (each step ended by a device sync), and img/s.
 
-    The throughput is batch / median step time, as PERFORMANCE.md's protocol asks.
+    The throughput is batch / median step time (docs/performance.md#how-we-measure).
     """
     ms = np.asarray(seconds, np.float64) * 1e3
     p10, p50, p90 = np.percentile(ms, [10, 50, 90])

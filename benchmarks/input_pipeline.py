@@ -5,10 +5,11 @@ r"""Throughput of the CIFAR input pipeline: host-side numpy baseline against the
 
 Both make the same thing from synthetic uint8 data of CIFAR's size (50,000 x 32x32x3): a batch
 gathered in a shuffled order, normalized, zero-padded by 4, randomly cropped to 32x32 and flipped
-(paper.md §5.1). The host baseline does it with vectorized numpy and then copies the batch to the
-device, as a host input pipeline would; the on-device pipeline (preact.data.device_pipeline) does
-it in one jitted function on data already on the device. Method as in PERFORMANCE.md: warm-up
-steps, then the median (p10, p90) over timed steps, each ended by block_until_ready.
+(the paper's CIFAR augmentation). The host baseline does it with vectorized numpy and then copies
+the batch to the device, as a host input pipeline would; the on-device pipeline
+(preact.data.device_pipeline) does it in one jitted function on data already on the device. Method
+as in docs/performance.md ("How we measure"): warm-up steps, then the median (p10, p90) over timed
+steps, each ended by block_until_ready.
 """
 
 import argparse

@@ -8,9 +8,9 @@ model and optimizer of ``configs/default.py``, so the figures are those of the t
 1. compile: trace+lower and XLA compile of the step, ahead of time, and whether JAX's persistent
    compilation cache (``--cache-dir``) answered: a miss in the first process to compile a
    configuration ("cold"), a hit in a later one ("warm");
-2. step: ``--warmup`` steps, then ``--steps`` steps each ended by ``block_until_ready``
-   (median, p10, p90, img/s: PERFORMANCE.md's protocol), then as many issued back to back with
-   one sync at the end (what a loop that does not sync every step gets);
+2. step: ``--warmup`` steps, then ``--steps`` steps each ended by ``block_until_ready`` (median,
+   p10, p90, img/s: docs/performance.md#how-we-measure), then as many issued back to back with one
+   sync at the end (what a loop that does not sync every step gets);
 3. memory: ``device.memory_stats()['peak_bytes_in_use']`` (None on CPU; run with
    XLA_PYTHON_CLIENT_PREALLOCATE=false, which this module sets unless the caller did) and XLA's
    own memory analysis of the compiled step;
@@ -45,7 +45,7 @@ from benchmarks import common  # noqa: E402
 LAYOUTS = ("scanned", "unrolled")
 FP32_PRECISIONS = {"tf32": "tensorfloat32", "highest": "highest"}
 IMAGE_SHAPE = (32, 32, 3)
-CROP_PADDING = 4  # paper.md §5.1
+CROP_PADDING = 4  # the paper's CIFAR augmentation pads 4 pixels on each side
 
 _HIT, _MISS = "/jax/compilation_cache/cache_hits", "/jax/compilation_cache/cache_misses"
 _cache_events = {_HIT: 0, _MISS: 0}

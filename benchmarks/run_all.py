@@ -19,7 +19,7 @@ as skipped; a run past ``--run-timeout-s`` is killed and recorded as a timeout.
 Suites:
   cpu-smoke  everything at tiny size (PreAct-8 and -11, batch 4, 2 warm-up and 3 timed steps, a
              32-image epoch): checks the code paths, not a performance figure.
-  gpu        the issue's targets: bf16, batch 128, JAX scanned, PyTorch eager, torch.compile
+  gpu        the performance targets: bf16, batch 128, JAX scanned, PyTorch eager, torch.compile
              default and reduce-overhead (CUDA graphs), channels_last; 20 warm-up and 100 timed
              steps, 2 repetitions, a 50,000-image epoch.
   gpu-sweep  the rest of the grid, one slice per command, e.g. ``--batches 512``,

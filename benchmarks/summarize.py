@@ -1,13 +1,13 @@
-r"""Markdown summary of benchmark results, and the issue's targets as PASS / FAIL / NOT MEASURED.
+r"""Markdown summary of benchmark results, and the targets as PASS / FAIL / NOT MEASURED.
 
     python benchmarks/summarize.py benchmarks/results/*.json
 
 Reads the files run_all.py writes (other JSON files are listed as skipped). For each file: its
-environment and one row per configuration, repetitions side by side. Then the targets, from
-every file given. A target counts only GPU runs that followed PERFORMANCE.md's protocol (at
-least 20 warm-up and 100 timed steps); CPU smoke runs never count. Throughput is the median
-per-step time's img/s; the speed-up over PyTorch compares runs of the same file (the same
-command on the same machine).
+environment and one row per configuration, repetitions side by side. Then the targets, from every
+file given (the targets: docs/performance.md#on-a-gpu). A target counts only GPU runs that followed
+the measurement protocol of docs/performance.md (at least 20 warm-up and 100 timed steps); CPU smoke
+runs never count. Throughput is the median per-step time's img/s; the speed-up over PyTorch compares
+runs of the same file (the same command on the same machine).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from benchmarks import common  # noqa: E402
 GIB = 2**30
 TARGET_BATCH = 128
 TARGET_DTYPE = "bfloat16"
-# Issue 8, on one H100, bf16, batch 128, steady-state train step.
+# The performance targets, on one H100, bf16, batch 128, steady-state train step.
 TARGET_IMG_PER_S = {110: 30_000, 164: 15_000, 1001: 3_000}
 TARGET_SPEEDUP = 1.3  # over the best PyTorch configuration of the same run
 TARGET_COMPILE_S = 30.0  # PreAct-1001, cold
@@ -184,7 +184,7 @@ def _on(run: dict) -> str:
 
 
 def targets(files: Sequence[tuple[str, dict]]) -> list[dict[str, str]]:
-    """Every target of the issue, with its verdict and the figure and file it rests on."""
+    """Every performance target, with its verdict and the figure and file it rests on."""
     rows: list[dict[str, str]] = []
 
     def add(target: str, verdict: str, value: str, source: str = "") -> None:
@@ -306,7 +306,7 @@ def render(paths: Sequence[str]) -> str:
         "the median step time, each step synchronized; back-to-back: steps issued without "
         "synchronizing, one sync at the end.",
         "",
-        "## Targets (issue 8; one H100, bf16, batch 128)",
+        "## Targets (one H100, bf16, batch 128)",
         "",
         targets_table(files),
         "",

@@ -16,12 +16,12 @@ kernel on a GPU), with ``cudnn.benchmark`` on and the model and data in ``channe
   net takes far longer than a 10-minute GPU command).
 The forward and backward are compiled; the optimizer step runs eagerly (fused on CUDA).
 
-Timing follows PERFORMANCE.md, as the JAX side: warm-up steps (the first ones compile, and are
-reported as such), then steps each ended by a device synchronize (median, p10, p90), then as
-many back to back with one synchronize at the end. Peak memory is
-``torch.cuda.max_memory_allocated()`` (None on CPU). At start the peer's parameter count is
-checked against the Flax net's, computed with ``jax.eval_shape`` on the CPU (no JAX GPU client is
-started in this process).
+Timing follows docs/performance.md ("How we measure"), as the JAX side does: warm-up steps (the
+first ones compile, and are reported as such), then steps each ended by a device synchronize
+(median, p10, p90), then as many back to back with one synchronize at the end. Peak memory is
+``torch.cuda.max_memory_allocated()`` (None on CPU). At start the peer's parameter count is checked
+against the Flax net's, computed with ``jax.eval_shape`` on the CPU (no JAX GPU client is started in
+this process).
 """
 
 from __future__ import annotations

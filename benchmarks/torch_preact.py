@@ -1,13 +1,13 @@
 """The PyTorch peer: the same pre-activation CIFAR ResNets as ``preact.networks``, for timing.
 
-Same graph as ``cifar_resnet(depth, block=...)`` with the full pre-activation unit (paper.md §3,
-Appendix): conv1 3x3/16 without BN; three stages; the first unit of each stage shares its BN-ReLU
-with the shortcut, which reads the pre-activated tensor; option-A shortcuts (subsample
-``x[..., ::2, ::2]``, zero-pad the new channels) in basic nets, a 1x1 projection without BN in
-bottleneck nets; the stride on the first 1x1 conv of a bottleneck unit; nothing after the
-addition; final BN-ReLU, global average pooling and FC, the head in float32 as in the Flax net.
-Conv weights He-normal fan-out, no conv biases, symmetric padding k//2; BN gamma 1, beta 0,
-momentum 0.1 (Flax's 0.9) and epsilon 1e-5; FC weight uniform(+-1/sqrt(fan_in)), bias 0.
+Same graph as ``cifar_resnet(depth, block=...)`` with the full pre-activation unit (the Appendix;
+docs/reproduction.md#the-first-and-last-unit): conv1 3x3/16 without BN; three stages; the first unit
+of each stage shares its BN-ReLU with the shortcut, which reads the pre-activated tensor; option-A
+shortcuts (subsample ``x[..., ::2, ::2]``, zero-pad the new channels) in basic nets, a 1x1
+projection without BN in bottleneck nets; the stride on the first 1x1 conv of a bottleneck unit;
+nothing after the addition; final BN-ReLU, global average pooling and FC, the head in float32 as in
+the Flax net. Conv weights He-normal fan-out, no conv biases, symmetric padding k//2; BN gamma 1,
+beta 0, momentum 0.1 (Flax's 0.9) and epsilon 1e-5; FC weight uniform(+-1/sqrt(fan_in)), bias 0.
 
 Module names mirror the Flax parameter tree (``stages[0][0].convs[0]`` is ``stage1/unit01/conv1``)
 so :func:`load_flax_variables` can copy a Flax net's weights for the equivalence test.

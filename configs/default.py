@@ -1,4 +1,4 @@
-r"""Every config field, with the paper's CIFAR recipe (Appendix; paper.md §5.1).
+r"""Every config field, with the paper's CIFAR recipe (Appendix).
 
     python train.py --config=configs/default.py --workdir=/tmp/preact110
 
@@ -9,7 +9,8 @@ Recipes (the ``:arg`` after the config path, e.g. ``--config=configs/preact1001.
          iterations, /10 at 32k and 48k, stop at 64k; per-pixel mean subtraction.
   torch  the Torch re-implementation of resnet-1k-layers (its 4.62% for ResNet-1001 is the
          paper's headline number): batch 64, 200 epochs, /10 at epochs 81 and 122, Nesterov,
-         no warm-up, per-channel mean/std normalization (paper.md §7).
+         no warm-up, per-channel mean/std normalization.
+Both in full, with what the paper leaves open: docs/reproduction.md#training-recipes.
 """
 
 import ml_collections
@@ -94,7 +95,7 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.nesterov = False
     c.weight_decay = 1e-4
     # True: every parameter decays (BN gamma/beta and the FC bias too), as fb.resnet.torch;
-    # False: only conv and FC weights. Caffe's setting for BN is not stated (paper.md §8.9).
+    # False: only conv and FC weights. The paper does not say what its Caffe runs did for BN.
     c.weight_decay_all_params = True
     c.warmup_steps = 400  # Appendix: 0.01 for the first 400 iterations of every CIFAR run
     c.warmup_learning_rate = 0.01
@@ -160,7 +161,7 @@ IMAGENET_TRAIN_EXAMPLES = 1_281_167
 
 
 def imagenet_config(experiment: str, unit: str, depth: int) -> ml_collections.ConfigDict:
-    """The paper's ImageNet recipe (§5, Appendix; paper.md §5.2).
+    """The paper's ImageNet recipe (§5, Appendix; docs/reproduction.md#the-imagenet-recipe).
 
     Batch 256 (32 per GPU on 8 GPUs), lr 0.1 without warm-up, /10 at epochs 30 and 60, 90 epochs
     in all (the paper does not say; fb.resnet.torch's default), scale augmentation (shorter side

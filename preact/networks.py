@@ -11,7 +11,7 @@ maps, global average pooling, FC-1000. Fully convolutional, so a 320x320 test cr
 The identical units of a stage (all but its first) can run under ``nn.scan`` with their
 parameters and BN statistics stacked along a leading axis, so a 1001-layer net compiles as fast as
 a 164-layer one; ``scan=False`` unrolls them. Both compute the same function for the same weights
-(:func:`scan_variables` converts one layout to the other).
+(:func:`scan_variables` and :func:`unscan_variables` convert one layout to the other).
 """
 
 from __future__ import annotations
@@ -472,6 +472,27 @@ def scan_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
         if repeated:
             stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[tree[k] for k in repeated])
             out["units"] = {"unit": stacked}
+        return out
+
+    return {collection: convert(tree) for collection, tree in variables.items()}
+
+
+def unscan_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`scan_variables`: ``stageK/units/unit`` (stacked on axis 0) becomes
+    ``stageK/unit02 ... unitNN``, the layout of the unrolled network."""
+
+    def convert(tree: Any) -> Any:
+        if not isinstance(tree, Mapping):
+            return tree
+        out = {}
+        for key, value in tree.items():
+            if key == "units" and isinstance(value, Mapping) and set(value) == {"unit"}:
+                stacked = value["unit"]
+                count = jax.tree.leaves(stacked)[0].shape[0]
+                for i in range(count):
+                    out[f"unit{i + 2:02d}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
+            else:
+                out[key] = convert(value)
         return out
 
     return {collection: convert(tree) for collection, tree in variables.items()}

@@ -5,7 +5,7 @@ so the curves of the paper's Fig. 1, 3 and 6 (training loss and test error again
 can be watched live with ``tensorboard --logdir <workdir>/tensorboard``. The config is recorded
 once as hyperparameters (TensorBoard's HParams dashboard) and as text.
 
-Writing uses ``tensorboardX`` (clu's writers import TensorFlow, see NOTES.md); viewing needs the
+Writing uses ``tensorboardX`` (clu's metric writers import TensorFlow); viewing needs the
 ``tensorboard`` package. :func:`read_scalars` reads the event files back with no TensorFlow and
 no TensorBoard, checking every record's CRC.
 """

@@ -75,9 +75,9 @@ def residual_layers(
     """The weight layers of F for a unit whose output has ``features`` channels.
 
     ``bottleneck_stride`` places the stride of a downsampling bottleneck unit. The paper does not
-    say (paper.md §3.3, UNCONFIRMED): the authors' Torch code for ResNet-1001 (resnet-1k-layers)
-    strides the first 1x1 conv, as the original Caffe ResNets do; fb.resnet.torch strides the 3x3.
-    We default to ``first_1x1``.
+    say (docs/reproduction.md#choices-where-the-paper-is-silent): the authors' Torch code for
+    ResNet-1001 (resnet-1k-layers) strides the first 1x1 conv, as the original Caffe ResNets do;
+    fb.resnet.torch strides the 3x3. We default to ``first_1x1``.
     """
     if block == "basic":
         return (Layer(3, features, strides), Layer(3, features, 1))
@@ -199,7 +199,8 @@ class OriginalUnit(ResidualUnit):
 
     ``variant`` picks the shortcut of Table 1 (Fig. 2); every variant keeps f = ReLU. In the two
     dimension-increasing units of a CIFAR net the variant acts on the option-A (zero-padded)
-    shortcut; the gate conv reads the unit input at the unit's stride (paper.md §8.1: our choice).
+    shortcut; the gate conv reads the unit input at the unit's stride (our choice: the paper does
+    not say).
 
     Attributes:
       variant: one of ``SHORTCUT_VARIANTS``.
@@ -208,7 +209,7 @@ class OriginalUnit(ResidualUnit):
         undone by it).
       gate_bias: initial b_g of the 1x1-conv gate ``g(x) = sigmoid(W_g x + b_g)``. The gate conv
         has a bias and no BN: a BN would make b_g redundant with its own shift. W_g gets the same
-        He init as every conv (UNCONFIRMED in the paper).
+        He init as every conv (the paper does not say).
       dropout_rate: dropout ratio on the shortcut (0.5 in the paper).
       dropout_rescale: False (default) is plain masking, so the shortcut is scaled by 0.5 in
         expectation as the paper's text says, and by 0.5 exactly at test time; True is inverted
@@ -367,7 +368,7 @@ class ReLUPreActUnit(PreActivationUnit):
 
     BN stays right after each weight layer, so conv1 keeps its BN and the pre-activation and
     the final activation after the last addition are ReLU alone (our reading of the Appendix
-    for this variant; paper.md §2.4 marks it UNCONFIRMED). Table 2: 6.71%.
+    for this variant, which the paper does not spell out). Table 2: 6.71%.
     """
 
     BN_BEFORE_CONV: ClassVar[bool] = False

@@ -74,3 +74,21 @@ def run_script(script, *args, timeout=300, env_extra=None):
         text=True,
         timeout=timeout,
     )
+
+
+def run_command(module, *args):
+    """``python -m <module> args`` in this process, for the absl commands of ``preact.analysis``:
+    the module's flags are defined on a FlagValues of their own, parsed from ``args``, and passed
+    to its ``main``, whose return value comes back. ``sys.argv`` holds the command line while the
+    flags are defined, as it does for a command (a config flag reads its ``--config.<field>``
+    overrides from it)."""
+    from unittest import mock
+
+    from absl import flags
+
+    argv = [module.__name__, *args]
+    flag_values = flags.FlagValues()
+    with mock.patch.object(sys, "argv", argv):
+        module.define_flags(flag_values)
+        rest = flag_values(argv)
+    return module.main(rest, flag_values)

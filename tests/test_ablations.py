@@ -5,8 +5,9 @@ import math
 
 import pytest
 
-from preact import ablations, configuration
-from tests.helpers import TINY
+from preact import configuration
+from preact.analysis import ablations
+from tests.helpers import TINY, run_command
 
 DIGITS_TEST_IMAGES = 360
 
@@ -47,14 +48,14 @@ def result(error, loss=0.1, diverged=None, seed=0):
 
 
 def test_fail_is_the_median_of_seeds():
-    ok = ablations.summarize([result(2.0), result(3.0), result(50.0)], fail_error=10.0)
+    ok = ablations.over_seeds([result(2.0), result(3.0), result(50.0)], fail_error=10.0)
     assert ok["median_test_error"] == 3.0 and not ok["fail"] and ok["failed_seeds"] == 1
     diverged = [
         result(math.inf, math.inf, diverged=40),
         result(math.inf, math.inf, 90),
         result(4.0),
     ]
-    bad = ablations.summarize(diverged, fail_error=10.0)
+    bad = ablations.over_seeds(diverged, fail_error=10.0)
     assert bad["fail"] and bad["diverged_seeds"] == 2
     assert "**fail**" in ablations._cell(bad) and "2 diverged" in ablations._cell(bad)
     assert ablations.median([1.0, 3.0]) == 2.0 and ablations.median([1.0, math.inf]) == math.inf
@@ -76,7 +77,7 @@ def test_command_on_a_tiny_setting(tmp_path):
         f"--out={out}",
         f"--workdir_root={root}",
     ]
-    results = ablations.main(args)
+    results = run_command(ablations, *args)
     assert sorted(results) == ["original_basic", "scaling_0.5_1"]
     for runs in results.values():
         (run,) = runs
@@ -87,7 +88,7 @@ def test_command_on_a_tiny_setting(tmp_path):
         assert math.isfinite(run.train_loss)
 
     table = (out / "ablation_table1.md").read_text()
-    assert "python -m preact.ablations --table=1" in table
+    assert "python -m preact.analysis.ablations --table=1" in table
     assert f"basic-{TINY['model.depth']} (width {TINY['model.width']})" in table
     assert "10 iterations" in table
     rows = {
@@ -107,6 +108,16 @@ def test_command_on_a_tiny_setting(tmp_path):
     assert (out / "ablation_table1.png").read_bytes()[:4] == b"\x89PNG"
 
     # A second invocation finds the finished runs and trains nothing.
-    again = ablations.main(args)
+    again = run_command(ablations, *args)
     assert not any(r.trained for runs in again.values() for r in runs)
     assert again["original_basic"][0].test_error == ours.test_error
+
+
+def test_runs_start_from_the_base_config_file():
+    variant = ablations.VARIANTS["conv_shortcut"]
+    config = variant.config(ablations.Scale(), 1, base_config="configs/smoke.py@weight_decay=0.0")
+    assert config.weight_decay == 0.0 and config.dataset == "digits"
+    assert config.model.shortcut_variant == "conv_shortcut" and config.seed == 1
+    default = ablations.Scale().tag()
+    assert ablations._run_dir(ablations.Scale(), ablations.BASE_CONFIG) == default
+    assert ablations._run_dir(ablations.Scale(), "configs/smoke.py@weight_decay=0.0") != default

@@ -8,7 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from preact import metrics, plots
+from preact import metrics
+from preact.analysis import curves
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -42,7 +43,7 @@ def test_curves_equal_the_files(tmp_path):
     a = write_run(tmp_path / "a", "original110", [2.3, 1.9, 1.2, 0.8], [60.0, 30.5])
     b = write_run(tmp_path / "b", "preact110", [2.2, 1.5, 0.9, 0.4, 0.3, 0.2], [40.0, 20.0, 9.5])
     out = tmp_path / "figs" / "fig.png"
-    fig = plots.plot_runs([a, b], title="ResNet-110", out=str(out))
+    fig = curves.plot_runs([a, b], title="ResNet-110", out=str(out))
 
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     loss_ax, error_ax = fig.axes
@@ -77,28 +78,28 @@ def test_name_falls_back_to_the_directory_and_seeds_are_told_apart(tmp_path):
     plain = write_run(tmp_path / "no_config", None, [1.0, 0.5], [10.0])
     seed0 = write_run(tmp_path / "seed0", "smoke", [1.0, 0.5], [10.0])
     seed1 = write_run(tmp_path / "seed1", "smoke", [1.1, 0.6], [12.0])
-    fig = plots.plot_runs([plain, seed0, seed1])
+    fig = curves.plot_runs([plain, seed0, seed1])
     names = {gid.split("/")[0] for gid in lines_by_gid(fig)}
     assert names == {"no_config", "smoke (seed0)", "smoke (seed1)"}
 
 
 def test_diverged_run_is_marked(tmp_path):
     workdir = write_run(tmp_path / "d", "plain", [2.3, 2.4, float("nan")], [90.0], diverged_at=25)
-    run = plots.load_run(workdir)
+    run = curves.load_run(workdir)
     assert run.diverged_step == 25
     assert np.isnan(run.train_loss[-1])  # written as the string "nan"
-    fig = plots.plot_runs([run])
+    fig = curves.plot_runs([run])
     markers = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
     assert len(markers) == 1 and list(markers[0].get_xdata()) == [25]
     assert "diverged at 25" in fig.axes[1].get_legend().get_texts()[0].get_text()
 
 
 def test_panels_keep_one_colour_per_run(tmp_path):
-    base = plots.load_run(write_run(tmp_path / "o", "original", [1.0, 0.5], [10.0]))
-    var1 = plots.load_run(write_run(tmp_path / "v1", "scaling", [1.5, 1.0], [20.0]))
-    var2 = plots.load_run(write_run(tmp_path / "v2", "gating", [1.2, 0.8], [15.0]))
+    base = curves.load_run(write_run(tmp_path / "o", "original", [1.0, 0.5], [10.0]))
+    var1 = curves.load_run(write_run(tmp_path / "v1", "scaling", [1.5, 1.0], [20.0]))
+    var2 = curves.load_run(write_run(tmp_path / "v2", "gating", [1.2, 0.8], [15.0]))
     out = tmp_path / "panels.png"
-    fig = plots.plot_panels([("(a)", [base, var1]), ("(b)", [base, var2])], out=str(out))
+    fig = curves.plot_panels([("(a)", [base, var1]), ("(b)", [base, var2])], out=str(out))
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     original_colors = {
         line.get_color()
@@ -110,14 +111,14 @@ def test_panels_keep_one_colour_per_run(tmp_path):
 
 def test_nothing_to_plot_raises():
     with pytest.raises(ValueError):
-        plots.plot_runs([])
+        curves.plot_runs([])
 
 
 def test_command_line(tmp_path):
     a = write_run(tmp_path / "a", "original110", [2.3, 1.9], [60.0])
     out = tmp_path / "cli.png"
     result = subprocess.run(
-        [sys.executable, "-m", "preact.plot", a, f"--out={out}", "--title=t"],
+        [sys.executable, "-m", "preact.analysis.curves", a, f"--out={out}", "--title=t"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -135,7 +136,7 @@ def test_command_line_writes_into_the_workdir_by_default(tmp_path):
     pythonpath = [ROOT, os.environ.get("PYTHONPATH", "")]  # run from elsewhere, not installed
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, pythonpath)))
     result = subprocess.run(
-        [sys.executable, "-m", "preact.plot", a, b],
+        [sys.executable, "-m", "preact.analysis.curves", a, b],
         cwd=cwd,
         env=env,
         capture_output=True,

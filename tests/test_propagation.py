@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from preact import networks, propagation, units
-from tests.helpers import TINY, key, tiny_config
+from preact import networks, units
+from preact.analysis import propagation
+from tests.helpers import TINY, key, run_command, tiny_config
 
 LAMBDA = 0.5
 DEPTH = 20  # 3 units per stage: two unit-to-unit steps inside every stage
@@ -154,7 +155,7 @@ def test_unscan_inverts_scan_and_gives_the_same_network():
     scanned = unrolled.clone(scan=True)
     variables = init(unrolled, images)
     stacked = networks.scan_variables(variables)
-    back = propagation.unscan_variables(stacked)
+    back = networks.unscan_variables(stacked)
     chex_equal = jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), back, variables)
     assert all(jax.tree.leaves(chex_equal))
     assert jax.tree.structure(back) == jax.tree.structure(variables)
@@ -205,13 +206,12 @@ def test_checkpoint_and_command_line(tmp_path):
     out = tmp_path / "prop.png"
     # the same network as tiny_config's
     tiny = f"configs/smoke.py@model.depth={TINY['model.depth']}@model.width={TINY['model.width']}"
-    measurements = propagation.main(
-        [
-            f"--configs={tiny},{tiny}@model.unit=original",
-            "--labels=pre-act,original",
-            f"--out={out}",
-            "--bn=running",
-        ]
+    measurements = run_command(
+        propagation,
+        f"--configs={tiny},{tiny}@model.unit=original",
+        "--labels=pre-act,original",
+        f"--out={out}",
+        "--bn=running",
     )
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "prop.json").read_text())
@@ -222,6 +222,6 @@ def test_checkpoint_and_command_line(tmp_path):
     assert not np.allclose(trained.forward, measurements[0].forward)
 
     # The saved numbers re-plot without measuring again.
-    replotted = propagation.main([f"--from_json={tmp_path / 'prop.json'}", f"--out={out}"])
+    replotted = run_command(propagation, f"--from_json={tmp_path / 'prop.json'}", f"--out={out}")
     np.testing.assert_array_equal(replotted[1].backward, measurements[1].backward)
     assert replotted[1].non_identity == measurements[1].non_identity

@@ -1,8 +1,9 @@
 """CIFAR augmentation on the accelerator, on whole batches: pad, random crop, random flip.
 
 "4 pixels are padded on each side, and a 32x32 crop is randomly sampled from the padded image or
-its horizontal flip" ([R1] §4.2; paper.md §5.1). The padding is zeros added after normalization,
-so it equals the mean, as in fb.resnet.torch's RandomCrop (paper.md §7.2). Each example draws its
+its horizontal flip" (He et al. 2015 §4.2, which the paper follows). The padding is zeros added
+after normalization, so it equals the mean, as in fb.resnet.torch's RandomCrop (the paper does
+not say; docs/reproduction.md#choices-where-the-paper-is-silent). Each example draws its
 crop offset and flip from its own key, `fold_in(fold_in(key, step), position)`, where position is
 its place in the global batch: the result does not depend on how the batch is split over devices
 or hosts.

@@ -9,10 +9,10 @@ anything to disk or needing TensorFlow:
 - binary (`cifar-10-binary.tar.gz`, `cifar-100-binary.tar.gz`): fixed-length records of
   <label byte><3072 pixel bytes>, or <coarse byte><fine byte><3072 pixel bytes> for CIFAR-100.
 
-The result is uint8 NHWC images, the fine labels and, for CIFAR-100, the 20 coarse labels: the
-50k training images and the 10k test images that the paper trains and reports on
-([R1] §4.2, paper.md §5.1). Every archive is checked against the md5 published on the dataset page
-(the same digests torchvision uses) before it is read.
+The result is uint8 NHWC images, the fine labels and, for CIFAR-100, the 20 coarse labels: the 50k
+training images and the 10k test images that the paper trains and reports on
+(docs/reproduction.md#the-papers-cifar-recipe). Every archive is checked against the md5 published
+on the dataset page (the same digests torchvision uses) before it is read.
 """
 
 import dataclasses

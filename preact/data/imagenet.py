@@ -1,14 +1,14 @@
 """ImageNet augmentation and evaluation crops on the host, one decoded image at a time, with PIL.
 
-Training (paper.md §5.2, §7.3):
-- 'scale_jitter', the paper's ([R1] §3.4): resize the shorter side to s ~ U{256, ..., 480}, take a
-  random 224x224 crop, flip horizontally with probability 1/2.
+Training (docs/reproduction.md#the-imagenet-recipe):
+- 'scale_jitter', the paper's (He et al. 2015 §3.4): resize the shorter side to s ~ U{256, ...,
+  480}, take a random 224x224 crop, flip horizontally with probability 1/2.
 - 'inception_crop', fb.resnet.torch's RandomSizedCrop (used for the paper's † ResNet-200 row):
   a crop of area fraction U(0.08, 1) and aspect ratio U(3/4, 4/3) (width and height swapped with
   probability 1/2), up to 10 tries, else resize + centre crop; resized to 224x224, then flipped
   with probability 1/2. Its colour jitter and PCA lighting are not reproduced.
 Evaluation: resize the shorter side to s and take the single centre crop: 224 from s = 256 and
-320 from s = 320 ([P] §5; the centre is presumed, paper.md §8).
+320 from s = 320 (the paper's §5; it does not say where the crop is, the centre is our choice).
 
 All resizing is bicubic, as in fb.resnet.torch's transforms.lua.
 """

@@ -1,10 +1,12 @@
 """Input normalization: the paper's mean image or the Torch recipe's per-channel mean and std.
 
 - 'per_pixel_mean': subtract the mean training image, no division ("32x32 images, with the
-  per-pixel mean subtracted", [R1] §4.2; paper.md §5.1). Values stay on the 0..255 scale.
-- 'per_channel': (x - mean_c) / std_c on 0..255 values, as fb.resnet.torch does (paper.md §7.2),
-  with its published constants for CIFAR-10/100 and ImageNet and statistics computed from the
-  training images for any other dataset.
+  per-pixel mean subtracted", He et al. 2015 §4.2, which the paper follows). Values stay on the
+  0..255 scale.
+- 'per_channel': (x - mean_c) / std_c on 0..255 values, as fb.resnet.torch does (the Torch
+  recipe, docs/reproduction.md#the-torch-recipe-torch), with its published constants for
+  CIFAR-10/100 and ImageNet and statistics computed from the training images for any other
+  dataset.
 
 For streamed datasets (ImageNet) the images differ in size and every crop lands somewhere else, so
 the mean over crops is the same at every pixel: there 'per_pixel_mean' subtracts the per-channel
@@ -21,7 +23,7 @@ MODES = ("per_pixel_mean", "per_channel")
 # fb.resnet.torch datasets/cifar10.lua, cifar100.lua ("computed from entire training set").
 CIFAR10_MEAN, CIFAR10_STD = (125.3, 123.0, 113.9), (63.0, 62.1, 66.7)
 CIFAR100_MEAN, CIFAR100_STD = (129.3, 124.1, 112.4), (68.2, 65.4, 70.4)
-# fb.resnet.torch datasets/imagenet.lua, there on the 0..1 scale (paper.md §7.3).
+# fb.resnet.torch datasets/imagenet.lua, there on the 0..1 scale.
 IMAGENET_MEAN = tuple(255.0 * m for m in (0.485, 0.456, 0.406))
 IMAGENET_STD = tuple(255.0 * s for s in (0.229, 0.224, 0.225))
 PER_CHANNEL_CONSTANTS = {

@@ -3,9 +3,10 @@
 Everything that can be wrong with the settings or the data is found here, before any device work,
 and reported as one `DataError`. Two pipelines serve the result:
 - `DevicePipeline` for datasets that fit in device memory (CIFAR, MNIST, Fashion-MNIST, digits,
-  small TFDS datasets of fixed image size): augmentation 'pad_crop_flip' or 'none' (paper.md §5.1);
+  small TFDS datasets of fixed image size): augmentation 'pad_crop_flip' or 'none';
 - `StreamingPipeline` for the rest (ImageNet): 'scale_jitter' or 'inception_crop' on host worker
-  threads (paper.md §5.2, §7.3), evaluated at each of `eval_crops`.
+  threads, evaluated at each of `eval_crops`.
+The paper's augmentations: docs/reproduction.md#training-recipes.
 """
 
 import dataclasses

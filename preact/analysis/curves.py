@@ -1,9 +1,14 @@
-"""Training curves drawn as the paper draws them (Fig. 1 right, Fig. 3, Fig. 6).
+r"""Training curves drawn as the paper draws them (Fig. 1 right, Fig. 3, Fig. 6).
+
+    python -m preact.analysis.curves runs/original1001 runs/preact1001 --out=fig1.png \
+        --title="ResNet-1001"
 
 Iterations on the x-axis, the training loss dashed on the left y-axis, the test error (%) solid
-on the right y-axis, one colour per run (paper.md §6). The data come from each run's
-``metrics.jsonl`` (:mod:`preact.metrics`); a run's name is the ``experiment`` of its
-``config.json``, or the directory's name when there is none.
+on the right y-axis, one colour per run, as in the paper's figures
+(docs/reproduction.md#the-papers-figures). The data come from each run's ``metrics.jsonl``
+(:mod:`preact.metrics`); a run's name is the ``experiment`` of its ``config.json``, or the
+directory's name when there is none. Without ``--out`` the command writes ``curves.png`` into the
+first workdir given, next to the ``metrics.jsonl`` it was drawn from.
 
 Figures are built with :class:`matplotlib.figure.Figure` and the Agg canvas, never pyplot, so
 nothing here needs a display or touches global matplotlib state; a notebook shows the returned
@@ -19,6 +24,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from absl import app, flags
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -29,6 +35,7 @@ LOSS_STYLE = "--"  # the paper's dashed training loss
 ERROR_STYLE = "-"  # the paper's solid test error
 # Matplotlib's tab10 without its grey (C7), which the legend's style keys use.
 COLORS = tuple(f"C{i}" for i in range(10) if i != 7)
+DEFAULT_NAME = "curves.png"  # in the first workdir, when the command is given no --out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,3 +239,37 @@ def save(fig: Figure, out: str) -> str:
     os.makedirs(parent, exist_ok=True)
     fig.savefig(out, format="png")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The command.
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    flags.DEFINE_string(
+        "out",
+        None,
+        f"PNG file to write; default <first WORKDIR>/{DEFAULT_NAME}.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string("title", None, "Figure title.", flag_values=flag_values)
+
+
+def default_out(workdirs: Sequence[str]) -> str:
+    """``<first workdir>/curves.png``: the figure stays with the run it was drawn from."""
+    return os.path.join(workdirs[0], DEFAULT_NAME)
+
+
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """``argv[1:]`` are the workdirs (each with a ``metrics.jsonl``)."""
+    workdirs = argv[1:]
+    if not workdirs:
+        raise app.UsageError("give one or more workdirs (each with a metrics.jsonl)")
+    out = flag_values.out or default_out(workdirs)
+    plot_runs(workdirs, title=flag_values.title, out=out)
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

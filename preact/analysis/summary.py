@@ -1,6 +1,6 @@
 r"""Print a network's layers by stage, its depth as the paper counts it, and its parameters.
 
-    python -m preact.summary --config=configs/preact1001.py
+    python -m preact.analysis.summary --config=configs/preact1001.py
 
 The last line is ``total_params <N>``: every trainable parameter, BN's gamma and beta included.
 The paper's Table 4 counts conv and FC weights only (ResNet-1001: 10.2M); that count is printed
@@ -15,12 +15,17 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from absl import app
+from absl import app, flags
 from ml_collections import config_flags
 
 from preact import configuration, networks
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """``--config=configs/<name>.py[:arg]`` with ``--config.<field>=value`` overrides."""
+    config_flags.DEFINE_config_file(
+        "config", None, "Experiment config file.", flag_values=flag_values
+    )
 
 
 def _describe_unit(unit: Mapping[str, Any], stacked: bool) -> str:
@@ -35,7 +40,8 @@ def _describe_unit(unit: Mapping[str, Any], stacked: bool) -> str:
     return " | ".join(parts)
 
 
-def summarize(config: Any) -> str:
+def describe(config: Any) -> str:
+    """The lines the command prints, for any config."""
     model = configuration.build_model(config)
     info = configuration.dataset_info(config)
     x = jnp.zeros((1, *info.image_shape), jnp.float32)
@@ -79,17 +85,19 @@ def summarize(config: Any) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str], flag_values: flags.FlagValues = flags.FLAGS) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _CONFIG.value is None:
+    config = flag_values.config
+    if config is None:
         raise app.UsageError("--config=configs/<name>.py is required")
     try:
-        print(summarize(_CONFIG.value))
+        print(describe(config))
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -31,8 +31,8 @@ How per-unit tensors are reached without touching the model code: the network is
 wrapper records the unit's output and adds a zero "perturbation" to it; the gradient of E with
 respect to those zeros is exactly ``dE/dx_l``.
 
-    python -m preact.propagation --out=docs/propagation.png   # the paper's 8 networks (default)
-    python -m preact.propagation --configs=configs/preact110.py,configs/original110.py \
+    python -m preact.analysis.propagation --out=docs/propagation.png   # the paper's 8 networks
+    python -m preact.analysis.propagation --configs=configs/preact110.py,configs/original110.py \
         --workdirs=/tmp/preact110,/tmp/original110 --bn=running --out=trained.png
 
 A config entry is ``PATH[:ARG][@field=value...]``, e.g.
@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import app, flags
 
 from preact import configuration, networks, units
 
@@ -246,27 +247,6 @@ def measure(
     )
 
 
-def unscan_variables(variables: Mapping[str, Any]) -> dict[str, Any]:
-    """The inverse of :func:`preact.networks.scan_variables`: ``stageK/units/unit`` (stacked on
-    axis 0) becomes ``stageK/unit02 ... unitNN``, the layout of the unrolled network."""
-
-    def convert(tree: Any) -> Any:
-        if not isinstance(tree, Mapping):
-            return tree
-        out = {}
-        for key, value in tree.items():
-            if key == "units" and isinstance(value, Mapping) and set(value) == {"unit"}:
-                stacked = value["unit"]
-                count = jax.tree.leaves(stacked)[0].shape[0]
-                for i in range(count):
-                    out[f"unit{i + 2:02d}"] = jax.tree.map(lambda a, i=i: a[i], stacked)
-            else:
-                out[key] = convert(value)
-        return out
-
-    return {collection: convert(tree) for collection, tree in variables.items()}
-
-
 def load_config(spec: str) -> tuple[ml_collections.ConfigDict, str]:
     """``PATH[:ARG][@field=value...]`` -> (config, a label naming the overrides)."""
     path, *overrides = spec.split("@")
@@ -339,7 +319,7 @@ def measure_config(
         state, step, _ = training.restore_for_eval(config, workdir)
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         if config.model.scan:
-            variables = unscan_variables(variables)
+            variables = networks.unscan_variables(variables)
         source = f"{workdir} (step {step})"
     else:
         variables = model.init({"params": init_key, "dropout": init_key}, images[:1], train=False)
@@ -409,36 +389,39 @@ def _split(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",")] if value else []
 
 
-def main(argv: Sequence[str] | None = None) -> list[Measurement]:
-    import argparse
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string(
+        "configs",
+        ",".join(spec for spec, _ in PAPER_NETWORKS),
+        "Comma-separated PATH[:ARG][@field=value...] (default: the paper's 8 networks).",
+        **fv,
+    )
+    flags.DEFINE_string("labels", None, "Comma-separated legend names.", **fv)
+    flags.DEFINE_string(
+        "workdirs", None, "Comma-separated checkpoint workdirs, one per config ('' = init).", **fv
+    )
+    flags.DEFINE_string("out", "docs/propagation.png", "PNG file to write.", **fv)
+    flags.DEFINE_string("json", None, "Numbers as JSON (default: OUT with .json).", **fv)
+    flags.DEFINE_integer("batch_size", 8, "Random images per network.", **fv)
+    flags.DEFINE_integer(
+        "image_size", None, "Image height and width; default: the dataset's.", **fv
+    )
+    flags.DEFINE_enum("bn", "batch", BN_MODES, "BN statistics: batch or running.", **fv)
+    flags.DEFINE_integer("seed", 0, "Seed of the images, labels and initialization.", **fv)
+    flags.DEFINE_string("title", None, "Figure title.", **fv)
+    flags.DEFINE_string(
+        "from_json",
+        None,
+        "Re-plot the measurements of an earlier run's JSON; measure nothing.",
+        **fv,
+    )
 
-    parser = argparse.ArgumentParser(
-        prog="python -m preact.propagation", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--configs",
-        default=",".join(spec for spec, _ in PAPER_NETWORKS),
-        help="comma-separated PATH[:ARG][@field=value...] (default: the paper's 8 networks)",
-    )
-    parser.add_argument("--labels", default=None, help="comma-separated legend names")
-    parser.add_argument(
-        "--workdirs",
-        default=None,
-        help="comma-separated checkpoint workdirs, one per config ('' = init)",
-    )
-    parser.add_argument("--out", default="docs/propagation.png")
-    parser.add_argument("--json", default=None, help="numbers as JSON (default: OUT with .json)")
-    parser.add_argument("--batch_size", type=int, default=8)
-    parser.add_argument("--image_size", type=int, default=None, help="default: the dataset's")
-    parser.add_argument("--bn", choices=BN_MODES, default="batch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--title", default=None)
-    parser.add_argument(
-        "--from_json",
-        default=None,
-        help="re-plot the measurements of an earlier run's JSON; measure nothing",
-    )
-    args = parser.parse_args(argv)
+
+def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[Measurement]:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
+    args = flag_values
     if args.from_json:
         measurements = load_measurements(args.from_json)
         plot(measurements, out=args.out, title=args.title)
@@ -450,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
     labels = _split(args.labels) or [None] * len(specs)
     workdirs = _split(args.workdirs) or [""] * len(specs)
     if len(labels) != len(specs) or len(workdirs) != len(specs):
-        parser.error("--labels and --workdirs need one entry per config")
+        raise app.UsageError("--labels and --workdirs need one entry per config")
     measurements = []
     for spec, label, workdir in zip(specs, labels, workdirs, strict=True):
         config, auto_label = load_config(spec)
@@ -480,5 +463,10 @@ def main(argv: Sequence[str] | None = None) -> list[Measurement]:
     return measurements
 
 
+def _command(argv: list[str]) -> None:
+    main(argv)  # app.run would exit with main's return value, which is for callers in Python
+
+
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(_command)

@@ -1,13 +1,15 @@
 r"""The ablations of Tables 1-3, re-run at a reduced scale on real offline data (digits).
 
-    nice python -m preact.ablations --table=1,2,3 --out=docs/   # everything: 18 min on 2 CPU cores
-    python -m preact.ablations --table=2 --seeds=1 --steps=100 --out=/tmp/abl
+    nice python -m preact.analysis.ablations --table=1,2,3 --out=docs/   # 18 min on 2 CPU cores
+    python -m preact.analysis.ablations --table=2 --seeds=1 --steps=100 --out=/tmp/abl
 
 The paper's tables are CIFAR-10 ResNet-110/164/1001, median of 5 runs of 64k iterations: days of
 GPU time. Here every variant of each table is trained on scikit-learn's handwritten digits (1,437
 real 8x8 training images, 360 test images, :mod:`preact.data.digits`) with small networks and a
 few hundred iterations, over a few seeds, by :func:`preact.training.train_and_evaluate` (one
-workdir per run, so the curves of the paper's Fig. 3 and Fig. 6 come out of the same runs).
+workdir per run, so the curves of the paper's Fig. 3 and Fig. 6 come out of the same runs). Every
+run starts from ``--base_config`` (default ``configs/smoke.py``: digits, per-channel
+normalization, 1-pixel shifts, no flip) and sets the network and schedule below on it.
 What is reduced, and what is kept:
 
 * networks: the same units, shortcuts and stems at depths 20 (basic), 29 (bottleneck) and 56
@@ -34,21 +36,22 @@ Outputs in ``--out``: ``ablation_table{N}.md`` (the table beside the paper's CIF
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
 import json
 import math
 import os
 import shlex
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import ml_collections
+from absl import app, flags
 
 FAIL_ERROR = 10.0  # percent test error; see the module docstring
+BASE_CONFIG = "configs/smoke.py"  # what every run starts from: the digits config
+COMMAND = "python -m preact.analysis.ablations"
 RUN_RECORD = "ablation_run.json"  # in each run's workdir: how long it trained
 
 
@@ -93,10 +96,14 @@ class Variant:
     network: str  # basic | bottleneck | deep | one_layer
     model: tuple[tuple[str, Any], ...] = ()  # config.model overrides
 
-    def config(self, scale: Scale, seed: int) -> ml_collections.ConfigDict:
-        from configs import smoke  # digits: per-channel normalization, 1-pixel shifts, no flip
+    def config(
+        self, scale: Scale, seed: int, base_config: str = BASE_CONFIG
+    ) -> ml_collections.ConfigDict:
+        """``base_config`` (a config file, ``PATH[:ARG][@field=value...]``) with this variant's
+        network and the reduced schedule of ``scale``."""
+        from preact.analysis.propagation import load_config
 
-        c = smoke.get_config()
+        c, _ = load_config(base_config)
         c.experiment = self.key
         block, depth, width = scale.network(self.network)
         c.model.block, c.model.depth, c.model.width = block, depth, width
@@ -198,7 +205,8 @@ VARIANTS: dict[str, Variant] = {
     ]
 }
 
-# The paper's CIFAR-10 test errors (%), median of 5 runs (paper.md §4); None = "fail" (>20%).
+# The paper's CIFAR-10 test errors (%), median of 5 runs (docs/reproduction.md#the-papers-tables);
+# None = "fail" (>20%).
 TABLE1 = (  # (variant, on shortcut, on F, paper error)
     ("original_basic", "1", "1", 6.61),
     ("scaling_0_1", "0", "1", None),
@@ -277,9 +285,9 @@ def _finished(workdir: str, steps: int) -> bool:
 
 
 def _result(variant: str, seed: int, workdir: str) -> Result:
-    from preact import plots
+    from preact.analysis import curves
 
-    run = plots.load_run(workdir)
+    run = curves.load_run(workdir)
     metrics_path = os.path.join(workdir, "metrics.jsonl")
     finished = datetime.datetime.fromtimestamp(os.path.getmtime(metrics_path)).astimezone()
     try:
@@ -303,9 +311,17 @@ def _result(variant: str, seed: int, workdir: str) -> Result:
 
 
 def run_variants(
-    keys: Sequence[str], scale: Scale, root: str, *, log=print
+    keys: Sequence[str],
+    scale: Scale,
+    root: str,
+    *,
+    base_config: str = BASE_CONFIG,
+    log=print,
 ) -> dict[str, list[Result]]:
-    """Train every variant for every seed (skipping runs already finished in ``root``)."""
+    """Train every variant for every seed (skipping runs already finished in ``root``).
+
+    Runs of another ``base_config`` than the default go to their own directories: a finished run
+    is reused only for the same base config and scale."""
 
     from preact import training
 
@@ -315,11 +331,11 @@ def run_variants(
     for seed in range(scale.seeds):
         for key in keys:
             variant = VARIANTS[key]
-            workdir = os.path.join(root, scale.tag(), key, f"seed{seed}")
+            workdir = os.path.join(root, _run_dir(scale, base_config), key, f"seed{seed}")
             trained = False
             if not _finished(workdir, scale.steps):
                 start = time.perf_counter()
-                training.train_and_evaluate(variant.config(scale, seed), workdir)
+                training.train_and_evaluate(variant.config(scale, seed, base_config), workdir)
                 with open(os.path.join(workdir, RUN_RECORD), "w") as f:
                     json.dump({"seconds": time.perf_counter() - start}, f)
                 trained = True
@@ -350,7 +366,8 @@ def median(values: Sequence[float]) -> float:
     return 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
-def summarize(results: Sequence[Result], fail_error: float) -> dict[str, Any]:
+def over_seeds(results: Sequence[Result], fail_error: float) -> dict[str, Any]:
+    """One table cell's numbers: medians over the seeds' runs of a variant, and the failures."""
     errors = [r.test_error for r in results]
     losses = [r.train_loss for r in results]
     failed = sum(r.failed(fail_error) for r in results)
@@ -476,14 +493,14 @@ def table_figure(
     table: int, results: dict[str, list[Result]], scale: Scale, out: str
 ) -> str | None:
     """The paper's figure for a table, from each variant's median-seed run."""
-    from preact import plots
+    from preact.analysis import curves
 
-    def run(key: str, label: str | None = None) -> plots.Run | None:
+    def run(key: str, label: str | None = None) -> curves.Run | None:
         if key not in results:
             return None
-        return plots.load_run(median_run(results[key]).workdir, name=label or VARIANTS[key].label)
+        return curves.load_run(median_run(results[key]).workdir, name=label or VARIANTS[key].label)
 
-    panels: list[tuple[str, list[plots.Run]]] = []
+    panels: list[tuple[str, list[curves.Run]]] = []
     if table == 1:  # Fig. 3: the original against one variant per panel
         base = run("original_basic")
         for key, *_ in TABLE1[1:]:
@@ -513,7 +530,7 @@ def table_figure(
         title = "Table 3 original vs pre-activation, digits"
     if not panels:
         return None
-    plots.plot_panels(panels, title=f"{title}; median-seed runs", out=out, ncols=3)
+    curves.plot_panels(panels, title=f"{title}; median-seed runs", out=out, ncols=3)
     return out
 
 
@@ -527,7 +544,7 @@ def write_outputs(
     command: str,
 ) -> list[str]:
     os.makedirs(out_dir, exist_ok=True)
-    summaries = {k: summarize(v, fail_error) for k, v in results.items()}
+    summaries = {k: over_seeds(v, fail_error) for k, v in results.items()}
     written = []
     for table in tables:
         keys = [k for k in table_variants(table) if k in results]
@@ -542,7 +559,7 @@ def write_outputs(
             f" ({len(timed)} of {len(runs)} runs timed)" if len(timed) < len(runs) else ""
         )
         header = (
-            f"<!-- written by preact/ablations.py; do not edit by hand -->\n"
+            f"<!-- written by preact/analysis/ablations.py; do not edit by hand -->\n"
             f"Command: `{command}`  \nRuns finished {dates[0]} to {dates[-1]}; {took} for "
             f"this table's {len(runs)} runs.\n\n"
         )
@@ -568,42 +585,80 @@ def write_outputs(
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, list[Result]]:
-    parser = argparse.ArgumentParser(
-        prog="python -m preact.ablations", description=__doc__.split("\n\n")[0]
+def _run_dir(scale: Scale, base_config: str) -> str:
+    if base_config == BASE_CONFIG:
+        return scale.tag()
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in base_config)
+    return f"{scale.tag()}_{safe}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The command.
+
+
+def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    fv = {"flag_values": flag_values}
+    flags.DEFINE_string("table", "1,2,3", "Comma-separated tables: 1, 2, 3.", **fv)
+    flags.DEFINE_string("out", "docs", "Directory for tables and figures.", **fv)
+    flags.DEFINE_string(
+        "workdir_root",
+        "/tmp/preact_ablations",
+        "Run directories; finished runs found there are reused.",
+        **fv,
+    )
+    flags.DEFINE_string("only", None, "Comma-separated variant keys to run.", **fv)
+    flags.DEFINE_float("fail_error", FAIL_ERROR, "Test error (%) above which a run fails.", **fv)
+    flags.DEFINE_string(
+        "base_config",
+        BASE_CONFIG,
+        "Config every run starts from: PATH[:ARG][@field=value...] (data, normalization, "
+        "augmentation); the network and schedule are set on it.",
+        **fv,
     )
     default = Scale()
-    parser.add_argument("--table", default="1,2,3", help="comma-separated tables: 1, 2, 3")
-    parser.add_argument("--out", default="docs", help="directory for tables and figures")
-    parser.add_argument(
-        "--workdir_root",
-        default="/tmp/preact_ablations",
-        help="run directories; finished runs found there are reused",
-    )
-    parser.add_argument("--only", default=None, help="comma-separated variant keys to run")
-    parser.add_argument("--fail_error", type=float, default=FAIL_ERROR)
     for field in dataclasses.fields(Scale):
-        parser.add_argument(f"--{field.name}", type=int, default=getattr(default, field.name))
-    args = parser.parse_args(argv)
+        flags.DEFINE_integer(field.name, getattr(default, field.name), f"Scale.{field.name}.", **fv)
 
+
+def command_line(flag_values: flags.FlagValues) -> str:
+    """The command with the flags that were given, to record beside the tables."""
+    names = ["table", "out", "workdir_root", "only", "fail_error", "base_config"]
+    names += [f.name for f in dataclasses.fields(Scale)]
+    given = [shlex.quote(flag_values[n].serialize()) for n in names if flag_values[n].present]
+    return " ".join([COMMAND, *given])
+
+
+def main(
+    argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS
+) -> dict[str, list[Result]]:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
+    args = flag_values
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax logs every save
-    scale = Scale(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Scale)})
-    tables = [int(t) for t in args.table.split(",")]
-    keys = list(dict.fromkeys(k for t in tables for k in table_variants(t)))
+    scale = Scale(**{f.name: args[f.name].value for f in dataclasses.fields(Scale)})
+    try:
+        tables = [int(t) for t in args.table.split(",")]
+        keys = list(dict.fromkeys(k for t in tables for k in table_variants(t)))
+    except ValueError as e:
+        raise app.UsageError(f"--table={args.table}: {e}") from None
     if args.only:
         only = args.only.split(",")
         unknown = sorted(set(only) - set(VARIANTS))
         if unknown:
-            parser.error(f"unknown variants {unknown}; valid: {sorted(VARIANTS)}")
+            raise app.UsageError(f"unknown variants {unknown}; valid: {sorted(VARIANTS)}")
         keys = [k for k in keys if k in only]
-    command = "python -m preact.ablations " + " ".join(
-        shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
-    )
+    command = command_line(flag_values)
     print(f"{len(keys)} variants x {scale.seeds} seeds at reduced scale {scale}", flush=True)
     start = time.perf_counter()
-    results = run_variants(keys, scale, args.workdir_root, log=lambda s: print(s, flush=True))
+    results = run_variants(
+        keys,
+        scale,
+        args.workdir_root,
+        base_config=args.base_config,
+        log=lambda s: print(s, flush=True),
+    )
     written = write_outputs(
         tables, results, scale, args.out, fail_error=args.fail_error, command=command
     )
@@ -611,5 +666,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[Result]]:
     return results
 
 
+def _command(argv: list[str]) -> None:
+    main(argv)  # app.run would exit with main's return value, which is for callers in Python
+
+
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(_command)
