@@ -39,7 +39,7 @@ LAYOUTS = {
 
 
 def make_config(depth: int, width: int, batch: int, dtype: str, fields: dict[str, Any]) -> Any:
-    from configs import default
+    from preact.configs import default
 
     c = default.get_config()
     c.model.depth = depth

@@ -71,7 +71,7 @@ def configure_jax(cache_dir: str | None, fp32_precision: str) -> None:
 
 
 def _config(depth: int, block: str, batch: int, dtype: str, layout: str) -> Any:
-    from configs import default
+    from preact.configs import default
 
     c = default.get_config()
     c.model.depth = depth

@@ -32,7 +32,7 @@ VARIANTS = {"fused": {"fused_bn_relu": True}, "unfused": {"fused_bn_relu": False
 
 
 def make_config(depth: int, batch: int, dtype: str, variant: str) -> Any:
-    from configs import default
+    from preact.configs import default
 
     c = default.get_config()
     c.model.depth = depth

@@ -7,7 +7,7 @@ import sys
 
 import jax
 
-from configs import default, smoke
+from preact.configs import default, smoke
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

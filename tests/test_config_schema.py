@@ -59,7 +59,7 @@ def _parse(path, *overrides):
 
 @pytest.mark.parametrize("path", CONFIG_FILES)
 def test_every_default_field_is_in_every_config(path):
-    from configs import default
+    from preact.configs import default
 
     fields = set(_leaves(default.get_config()))
     assert fields - set(_leaves(_parse(path))) == set()

@@ -18,8 +18,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import fashion_mnist
 from preact import configuration
+from preact.configs import fashion_mnist
 from preact.data import download, make_pipeline, mnist
 from preact.data.errors import DataError, DataNotFoundError
 from tests.helpers import run_script

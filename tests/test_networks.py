@@ -233,7 +233,7 @@ def test_bad_spec_raises_before_tracing(kwargs, match):
 
 
 def test_create_model_from_config_section():
-    from configs import preact1001
+    from preact.configs import preact1001
 
     config = preact1001.get_config()
     model = networks.create_model(config.model, num_classes=10, dtype="bfloat16")

@@ -15,8 +15,8 @@ import optax
 import pytest
 from jax import lax
 
-from configs import default
 from preact import configuration, optim, training, units
+from preact.configs import default
 from preact.data import digits, make_pipeline
 from preact.data.pipeline import read_settings
 from tests import reference
@@ -246,7 +246,7 @@ def config_specs():
     """(module, recipe) for every file in configs/ and every recipe its get_config takes."""
     specs = []
     for name in CONFIG_FILES:
-        module = importlib.import_module(f"configs.{name}")
+        module = importlib.import_module(f"preact.configs.{name}")
         takes_recipe = "recipe" in inspect.signature(module.get_config).parameters
         for recipe in (None, *default.RECIPES) if takes_recipe else (None,):
             specs.append((name, recipe))
@@ -255,7 +255,7 @@ def config_specs():
 
 @pytest.mark.parametrize("name,recipe", config_specs())
 def test_every_config_is_valid(name, recipe):
-    module = importlib.import_module(f"configs.{name}")
+    module = importlib.import_module(f"preact.configs.{name}")
     config = module.get_config(recipe) if recipe else module.get_config()
     model = configuration.validate(config, num_devices=8)  # builds the model; traces nothing
     read_settings(config)  # the data fields, checked without reading any data
@@ -287,7 +287,7 @@ def test_every_paper_experiment_has_a_config_file():
 
 @pytest.mark.parametrize("name", sorted(EXPERIMENTS))
 def test_experiment_networks(name):
-    config = importlib.import_module(f"configs.{name}").get_config()
+    config = importlib.import_module(f"preact.configs.{name}").get_config()
     model = configuration.build_model(config)
     assert (model.unit, model.block, model.paper_depth(), model.downsample_shortcut) == (
         EXPERIMENTS[name])  # fmt: skip
@@ -322,7 +322,7 @@ def test_default_is_the_papers_cifar_recipe_on_resnet110():
 
 @pytest.mark.parametrize("name", sorted(n for n in EXPERIMENTS if not n.startswith("imagenet")))
 def test_cifar_experiments_use_the_paper_recipe(name):
-    assert_cifar_paper_recipe(importlib.import_module(f"configs.{name}").get_config())
+    assert_cifar_paper_recipe(importlib.import_module(f"preact.configs.{name}").get_config())
 
 
 def test_torch_recipe():
@@ -340,7 +340,7 @@ def test_torch_recipe():
 def test_imagenet_recipe(name):
     """Appendix: batch 256, lr 0.1 without warm-up, /10 at 30 and 60 epochs (5,004 iterations
     of 256 of the 1,281,167 training images each), momentum 0.9, weight decay 0.0001."""
-    c = importlib.import_module(f"configs.{name}").get_config()
+    c = importlib.import_module(f"preact.configs.{name}").get_config()
     assert (c.dataset, c.batch_size, c.learning_rate, c.warmup_steps) == (
         "imagenet2012", 256, 0.1, 0)  # fmt: skip
     assert tuple(c.lr_boundaries_steps) == (30 * 5004, 60 * 5004)

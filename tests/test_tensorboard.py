@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from configs import smoke
 from preact import tensorboard
+from preact.configs import smoke
 
 
 def test_scalars_round_trip(tmp_path):

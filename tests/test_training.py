@@ -12,8 +12,8 @@ import numpy as np
 import optax
 import pytest
 
-from configs import default
 from preact import configuration, optim, training
+from preact.configs import default
 from preact.metrics import read_metrics
 from tests.helpers import TINY_FLAGS, run_script, tiny_config
 

@@ -7,7 +7,7 @@ r"""Pre-activation ResNet-152 on ImageNet (Table 5).
 Should reproduce: 21.1% top-1 / 5.5% top-5 at 320x320 (Table 5).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config():

@@ -19,7 +19,7 @@ MNIST: --config.dataset=mnist runs the same network on the digits, but then also
 --config.random_flip=False: a mirrored digit is not the same digit (the pipeline warns otherwise).
 """
 
-from configs import default
+from preact.configs import default
 
 NUM_TRAIN_STEPS = 1_800
 

@@ -7,7 +7,7 @@ r"""Original ResNet-110 with one-layer units ("1layer skip") on CIFAR-10.
 Should reproduce: 9.90% CIFAR-10 (Table 3).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

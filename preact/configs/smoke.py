@@ -8,7 +8,7 @@ reach a test error under 10% in under 3 minutes on 2 CPU cores. Not a number fro
 checks that the whole path (data, model, train step, checkpoints, evaluation) learns.
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config():

@@ -8,7 +8,7 @@ Should reproduce: 5.93% CIFAR-10, 25.16% CIFAR-100 (Table 3). Table 2 (ResNet-16
 bn_after_add (6.50%), relu_before_add (6.14%), relu_preact (5.91%).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

@@ -7,7 +7,7 @@ r"""Pre-activation ResNet-164 (bottleneck units, projection shortcuts) on CIFAR-
 Should reproduce: 5.46% CIFAR-10, 24.33% CIFAR-100 (Table 3; median of 5 runs).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

@@ -11,7 +11,7 @@ conv_shortcut (12.22%), dropout_shortcut (fail). Table 2: --config.model.unit=bn
 relu_before_add (7.84%), relu_preact (6.71%).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

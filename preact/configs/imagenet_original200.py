@@ -7,7 +7,7 @@ r"""Original ResNet-200 on ImageNet (Table 5).
 Should reproduce: 21.8% top-1 / 6.0% top-5 at 320x320 (Table 5).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config():

@@ -8,7 +8,7 @@ Should reproduce: 4.92% CIFAR-10 (mean 4.89 +- 0.14), 22.71% CIFAR-100 (Tables 3
 the Torch recipe (:torch), the paper's headline number.
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

@@ -7,7 +7,7 @@ r"""Pre-activation ResNet-200 on ImageNet (Table 5; with --config.augment=incept
 Should reproduce: 20.7% top-1 / 5.3% top-5 at 320x320 (Table 5); 20.1% / 4.8% with --config.augment=inception_crop.
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config():

@@ -7,7 +7,7 @@ r"""Original ResNet-152 on ImageNet (Table 5).
 Should reproduce: 23.0% top-1 / 6.7% top-5 at 224x224 (s=256), 21.3% / 5.5% at 320x320 (Table 5).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config():

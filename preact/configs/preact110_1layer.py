@@ -7,7 +7,7 @@ r"""Pre-activation ResNet-110 with one-layer units ("1layer skip", 3n+2, n=36) o
 Should reproduce: 8.91% CIFAR-10 (Table 3).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

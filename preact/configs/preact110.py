@@ -7,7 +7,7 @@ r"""Pre-activation ResNet-110 (basic units, option-A shortcuts) on CIFAR-10.
 Should reproduce: 6.37% CIFAR-10 test error (Table 2, Table 3; median of 5 runs).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):

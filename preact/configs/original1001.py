@@ -7,7 +7,7 @@ r"""Original ResNet-1001 on CIFAR-10 (Fig. 1: slow start of training).
 Should reproduce: 7.61% CIFAR-10, 27.82% CIFAR-100 (Table 3).
 """
 
-from configs import default
+from preact.configs import default
 
 
 def get_config(recipe: str | None = None):
