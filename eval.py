@@ -2,7 +2,9 @@ r"""Evaluate a trained workdir: ``python eval.py --config=configs/preact1001.py 
 
 Restores the latest checkpoint (or ``--step``), evaluates the whole test split (ImageNet: the
 224 crop at s=256 and the 320 crop at s=320), prints the result and writes
-``<workdir>/eval_results.json`` with ``test_error`` (percent), ``num_examples`` and ``step``.
+``<workdir>/eval_results.json`` with ``test_error`` (percent), ``num_examples``, ``step`` and the
+``environment`` that evaluated it (package versions, JAX backend and device kind, git commit and
+whether the tree was dirty; see preact.provenance).
 Exit status 2 and one line on stderr for bad input, as for ``train.py``; ``--distributed`` as
 there.
 """
@@ -26,7 +28,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def run(config, workdir: str, step: int | None = None) -> dict:
     import jax  # imported here: a bad flag is reported without loading JAX
 
-    from preact import data, training
+    from preact import data, provenance, training
     from preact import workdir as workdir_lib
 
     training.check_config(config)
@@ -49,6 +51,7 @@ def run(config, workdir: str, step: int | None = None) -> dict:
                 results["test_top5_error"] = r["top5_error"]
         if len(pipeline.eval_names) > 1:
             results[name] = {k: r[k] for k in ("error", "top5_error", "loss", "num_examples")}
+    results["environment"] = provenance.environment()
     if jax.process_index() == 0:
         path = os.path.join(workdir, "eval_results.json")
         with open(path + ".tmp", "w") as f:
@@ -73,8 +76,10 @@ def main() -> None:
         print(f"step {results['step']}: test_error {results['test_error']:.2f}% "
               f"on {results['num_examples']} examples")  # fmt: skip
         for name, r in results.items():
-            if isinstance(r, dict):
-                print(f"  {name}: error {r['error']:.2f}%, top-5 {r['top5_error']:.2f}%")
+            if not (isinstance(r, dict) and "error" in r):
+                continue  # the environment
+            print(f"  {name}: error {r['error']:.2f}%, top-5 {r['top5_error']:.2f}% "
+                  f"on {r['num_examples']} examples")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -43,8 +43,18 @@ def main() -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(cli.EXIT_DIVERGED)
     if jax.process_index() == 0:
-        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                       for k, v in result.items()))  # fmt: skip
+        print(" ".join(_summary_field(k, v) for k, v in result.items()))
+
+
+def _summary_field(name: str, value: object) -> str:
+    """``name=value`` with the value's unit: errors in percent, throughput in images/s."""
+    if isinstance(value, bool) or not isinstance(value, float):
+        return f"{name}={value}"
+    if name.endswith("_error"):
+        return f"{name}={value:.2f}%"
+    if name == "images_per_sec":
+        return f"{name}={value:.1f}"
+    return f"{name}={value:.4g}"
 
 
 if __name__ == "__main__":

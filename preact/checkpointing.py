@@ -1,10 +1,11 @@
 """Checkpoints of a workdir: atomic Orbax saves, verified restores, an identity check.
 
 Each checkpoint holds the train state and a JSON record of the config that made it, the code
-version, the model's *identity* (the fields that decide the parameter tree) and a SHA-256 of
-every array of the state. Restoring into a workdir whose checkpoints came from another model
-raises a ValueError naming the differences before anything is compiled, instead of a shape error
-deep inside Orbax.
+version, the software and devices that made it (``environment``: package versions, JAX backend
+and device kind, git commit and whether the tree was dirty; see preact.provenance), the model's
+*identity* (the fields that decide the parameter tree) and a SHA-256 of every array of the
+state. Restoring into a workdir whose checkpoints came from another model raises a ValueError
+naming the differences before anything is compiled, instead of a shape error deep inside Orbax.
 
 The state is saved as host (numpy) arrays, copied once from the devices: the checksums are taken
 of exactly the bytes Orbax writes, and on a multi-host run Orbax gets arrays every process holds
@@ -21,13 +22,11 @@ whose bytes do not match its checksums is skipped with a warning for the next ol
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import logging
 import os
 import shutil
-import subprocess
 from typing import Any
 
 import jax
@@ -37,7 +36,7 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 import preact
-from preact import configuration, optim
+from preact import configuration, optim, provenance
 
 log = logging.getLogger(__name__)
 
@@ -76,29 +75,21 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     }
 
 
-@functools.cache
 def code_version() -> str:
-    """The package version and git commit of the code this process imported (computed once, so a
-    long run records the code it started with, not whatever HEAD is when it saves)."""
-    try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=os.path.dirname(os.path.abspath(__file__)),
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"{preact.__version__}+{sha}" if sha else preact.__version__
+    """The package version and short git commit of the code this process imported (the commit
+    as :func:`preact.provenance.git_state` found it, once per process, so a long run records the
+    code it started with, not whatever HEAD is when it saves)."""
+    commit = provenance.git_state()["git_commit"]
+    return f"{preact.__version__}+{commit[:7]}" if commit else preact.__version__
 
 
 def identity_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """The fields that differ. A field the checkpoint does not record was added to the identity
-    after it was written, and is not compared (Orbax still checks the shapes)."""
+    """The fields that differ. Only fields both record are compared: one the checkpoint lacks was
+    added to the identity after it was written, one the config lacks has left it (it no longer
+    changes the state); Orbax still checks every array's shape on restore."""
     diffs = []
     for key in sorted(set(saved) | set(current)):
-        if key not in saved and saved:
+        if saved and current and (key not in saved or key not in current):
             continue
         a, b = saved.get(key), current.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -172,7 +163,7 @@ class Checkpointer:
         self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
         self.identity = model_identity(config)
         self.config = config
-        code_version()  # fix the version now, while the checkout matches the imported code
+        provenance.environment()  # fixed now, while the checkout matches the imported code
         if read_only and not os.path.isdir(self.directory):
             raise FileNotFoundError(
                 f"no checkpoint in workdir {workdir!r} (expected {self.directory}/<step>); "
@@ -212,7 +203,10 @@ class Checkpointer:
     def steps(self) -> list[int]:
         return sorted(self.manager.all_steps(), reverse=True)
 
-    def _meta(self, step: int) -> dict[str, Any]:
+    def meta(self, step: int) -> dict[str, Any]:
+        """The JSON record saved with checkpoint ``step``: ``identity``, ``config``,
+        ``code_version``, ``environment`` (preact.provenance; absent from older checkpoints),
+        ``step`` and the ``checksums`` of its arrays."""
         restored = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
         return dict(restored["meta"])
 
@@ -220,7 +214,7 @@ class Checkpointer:
         """Raise ValueError if the newest readable checkpoint is of another model."""
         for step in self.steps():
             try:
-                meta = self._meta(step)
+                meta = self.meta(step)
             except Exception as e:  # noqa: BLE001 - a corrupt checkpoint is skipped, not fatal
                 log.warning("checkpoint %d in %s is unreadable (%s); trying an older one",
                             step, self.directory, e)  # fmt: skip
@@ -298,6 +292,7 @@ class Checkpointer:
             "identity": self.identity,
             "config": self.config.to_dict(),
             "code_version": code_version(),
+            "environment": provenance.environment(),
             "step": int(step),
             "checksum": CHECKSUM,
             "checksums": checksums(host_state),

@@ -13,8 +13,9 @@ import logging
 import math
 import os
 import sys
-import time
 from typing import Any, TextIO
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,14 @@ def _read_lines(path: str) -> list[tuple[str, dict[str, Any]]]:
     return out
 
 
+def float32_value(value: Any) -> float:
+    """A value the devices computed in float32, rounded to float32's precision (7 significant
+    digits, within one float32 step of the value) for the logs: ``0.1`` for ``np.float32(0.1)``,
+    not its float64 value 0.10000000149011612, and ``0.01`` for the float32 product 0.1 * 0.1,
+    not 0.010000001."""
+    return float(f"{float(np.float32(value)):.7g}")
+
+
 def _scalar(value: Any) -> Any:
     if isinstance(value, (str, bool, int)):
         return value
@@ -83,10 +92,29 @@ def _scalar(value: Any) -> Any:
     return value if math.isfinite(value) else str(value)
 
 
-class Progress:
-    """``step 1200/64000 | loss 0.512 | 8123 img/s | ETA 2:03:11`` on stderr.
+def duration(seconds: float) -> str:
+    """``45 s``, ``3 min 05 s``, ``2 h 03 min``, ``1 d 02 h 03 min``: a duration with its units."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = max(int(round(seconds)), 0)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours:02d} h {minutes:02d} min"
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
 
-    Rewritten in place on a terminal; one line per update otherwise (logs of batch jobs).
+
+class Progress:
+    """``step 1200/64000 | train loss 0.5120 | 8,123 img/s | ETA 2 h 03 min`` on stderr.
+
+    Rewritten in place on a terminal; one line per update otherwise (logs of batch jobs). The
+    throughput and the ETA come from the steps since the last update, which exclude the first
+    call's compilation; before any step is timed they read ``?``.
     """
 
     def __init__(
@@ -105,16 +133,22 @@ class Progress:
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
 
-    def update(self, step: int, loss: float, images_per_sec: float, steps_per_sec: float) -> None:
+    def update(
+        self,
+        step: int,
+        loss: float,
+        images_per_sec: float | None,
+        steps_per_sec: float | None,
+    ) -> None:
+        """``images_per_sec`` and ``steps_per_sec`` are None (printed ``?``) when no step since
+        the last update was timed (only the compiling first call ran)."""
         if not (self.enabled and self.bar):
             return
-        remaining = (self.total - step) / steps_per_sec if steps_per_sec > 0 else float("inf")
-        eta = time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?"
-        days = int(remaining // 86400) if math.isfinite(remaining) else 0
-        if days:
-            eta = f"{days}d {eta}"
-        line = (f"step {step}/{self.total} | loss {loss:.4f} | {images_per_sec:,.0f} img/s "
-                f"| ETA {eta}")  # fmt: skip
+        rate = steps_per_sec or 0.0
+        remaining = (self.total - step) / rate if rate > 0 else float("inf")
+        throughput = "?" if images_per_sec is None else f"{images_per_sec:,.0f}"
+        line = (f"step {step}/{self.total} | train loss {loss:.4f} | {throughput} img/s "
+                f"| ETA {duration(remaining)}")  # fmt: skip
         self.stream.write(("\r" + line) if self.tty else line + "\n")
         self.stream.flush()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from preact import checkpointing, configuration, optim, stopping, tensorboard
+from preact import checkpointing, configuration, optim, provenance, stopping, tensorboard
 from preact import metrics as metrics_lib
 from preact import workdir as workdir_lib
 
@@ -233,11 +234,38 @@ def eval_metrics(
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """``<workdir>/config.json``: the config's fields, and under ``environment`` the software
+    and devices of this launch (preact.provenance; every checkpoint records its own)."""
+    record = json.loads(config.to_json_best_effort())
+    record["environment"] = provenance.environment()
     path = os.path.join(workdir, "config.json")
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+        json.dump(record, f, indent=2)
     os.replace(tmp, path)
+
+
+def describe_devices(config: ml_collections.ConfigDict) -> str:
+    """One line: the devices the steps are mapped over and the batch each gets."""
+    env = provenance.environment()
+    processes = env["process_count"]
+    per_device = config.batch_size // max(env["device_count"], 1)
+    return (
+        f"devices: {env['device_count']} x {env['device_kind']} (backend {env['backend']}; "
+        f"{processes} process{'es' if processes != 1 else ''}, {env['local_device_count']} "
+        f"local device{'s' if env['local_device_count'] != 1 else ''}); batch "
+        f"{config.batch_size} images = {per_device} per device"
+    )
+
+
+def describe_data(config: ml_collections.ConfigDict, pipeline: Any) -> str:
+    """One line: the dataset, the sizes of its splits, and where the pipeline read it from."""
+    shape = "x".join(str(d) for d in pipeline.image_shape)
+    return (
+        f"data: {config.dataset}, {pipeline.num_train_examples:,} train / "
+        f"{pipeline.num_eval_examples:,} test images ({shape}, {pipeline.num_classes} classes, "
+        f"{pipeline.steps_per_epoch:,} steps per epoch); read from: {pipeline.description}"
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -306,11 +334,17 @@ def _train(
         restored = checkpoints.restore(abstract_train_state(config, model, pipeline.image_shape))
         # Records past the checkpoint (all of them on a fresh start) are of steps to be redone.
         writer.truncate_after(restored[1] if restored is not None else 0)
+    progress.message(describe_devices(config))
+    progress.message(describe_data(config, pipeline))
     if restored is not None:
         state, start_step = restored
         progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
     else:
+        started = time.perf_counter()
         state, start_step = create_train_state(config, model, pipeline.image_shape), 0
+        count = sum(int(np.size(x)) for x in jax.tree.leaves(state.params))
+        progress.message(f"initialized {count:,} parameters in "
+                         f"{time.perf_counter() - started:.1f} s")  # fmt: skip
     if is_main:
         _write_config(workdir, config)
     board = tensorboard.TensorBoardWriter(
@@ -324,14 +358,25 @@ def _train(
     last: dict[str, Any] = {"step": start_step}
     step = start_step
     pending: list[dict[str, jax.Array]] = []
+    # Throughput and the ETA are measured over the steps after the first call, which compiles.
     window_start, window_step = time.perf_counter(), step
+    training_start, compile_s, evaluated = time.perf_counter(), None, False
 
     try:
         with stopping.StopSignal() as stop:
             while step < config.num_train_steps:
+                if compile_s is None:
+                    progress.message("compiling the train step (first call) ...")
+                    started = time.perf_counter()
                 state, metrics = p_train_step(state, pipeline.train_batch(step))
                 pending.append(metrics)
                 step += 1
+                if compile_s is None:
+                    jax.block_until_ready((state, metrics))
+                    compile_s = time.perf_counter() - started
+                    progress.message(f"compiled the train step: the first call (compile and one "
+                                     f"step) took {compile_s:.1f} s")  # fmt: skip
+                    window_start, window_step = time.perf_counter(), step
                 at_end = step == config.num_train_steps
                 at_log = step % config.log_every_steps == 0 or at_end
                 at_eval = step % config.eval_every_steps == 0 or at_end
@@ -352,18 +397,29 @@ def _train(
                     last = {"step": failed_step, "diverged": True}
                     break
 
-                steps_per_sec = (step - window_step) / max(time.perf_counter() - window_start, 1e-9)
-                scalars = _train_scalars(host, steps_per_sec * config.batch_size)
+                # None when the window holds only the compiling first call: nothing timed yet.
+                timed = step - window_step
+                steps_per_sec = (timed / max(time.perf_counter() - window_start, 1e-9)
+                                 if timed else None)  # fmt: skip
+                scalars = _train_scalars(
+                    host, None if steps_per_sec is None else steps_per_sec * config.batch_size
+                )
                 if at_eval:
+                    if not evaluated:
+                        progress.message("compiling the eval step (first evaluation) ...")
+                    started = time.perf_counter()
                     scalars.update(eval_metrics(p_eval_step, state, pipeline, model.num_classes))
+                    eval_s, evaluated = time.perf_counter() - started, True
                 writer.write(step, scalars)
                 board.write_scalars(step, scalars)
                 last = {"step": step, **scalars}
-                progress.update(step, scalars["train_loss"], scalars["images_per_sec"],
+                progress.update(step, scalars["train_loss"], scalars.get("images_per_sec"),
                                 steps_per_sec)  # fmt: skip
                 if at_eval:
                     progress.message(f"step {step}: test_error {scalars['test_error']:.2f}% "
-                                     f"test_loss {scalars['test_loss']:.4f}")  # fmt: skip
+                                     f"test_loss {scalars['test_loss']:.4f} "
+                                     f"({pipeline.num_eval_examples:,} images, "
+                                     f"{eval_s:.1f} s)")  # fmt: skip
                 if at_ckpt or stop_now:
                     path = checkpoints.save(step, state)
                 if stop_now:
@@ -372,14 +428,26 @@ def _train(
                 window_start, window_step = time.perf_counter(), step
     finally:
         board.close()
+    if step > start_step and not last.get("diverged"):
+        progress.message(f"trained steps {start_step + 1}-{step} in "
+                         f"{metrics_lib.duration(time.perf_counter() - training_start)}, of which "
+                         f"{compile_s:.1f} s the first call (compiling)")  # fmt: skip
     return last
 
 
-def _train_scalars(host: list[dict[str, Any]], images_per_sec: float) -> dict[str, float]:
-    """The scalars of one logging window: training loss and error averaged over its steps."""
-    scalars = {k: float(np.mean([m[k] for m in host])) for k in ("train_loss", "train_error")}
-    scalars["learning_rate"] = float(host[-1]["learning_rate"])
-    scalars["images_per_sec"] = images_per_sec
+def _train_scalars(host: list[dict[str, Any]], images_per_sec: float | None) -> dict[str, float]:
+    """The scalars of one logging window: training loss and error averaged over its steps, the
+    learning rate, and the throughput (absent for a window of only the compiling first call).
+
+    The devices compute in float32: its values are rounded to float32's precision (a learning
+    rate of 0.1, not 0.10000000149011612; see metrics.float32_value)."""
+    scalars = {
+        k: metrics_lib.float32_value(np.mean(np.asarray([m[k] for m in host], np.float32)))
+        for k in ("train_loss", "train_error")
+    }
+    scalars["learning_rate"] = metrics_lib.float32_value(host[-1]["learning_rate"])
+    if images_per_sec is not None:
+        scalars["images_per_sec"] = round(images_per_sec, 2)
     return scalars
 
 

@@ -1,5 +1,6 @@
 """The ablation command on a tiny setting, and the bookkeeping behind its tables."""
 
+import importlib.metadata
 import json
 import math
 
@@ -104,6 +105,7 @@ def test_command_on_a_tiny_setting(tmp_path):
 
     saved = json.loads((out / "ablation_table1.json").read_text())
     assert saved["scale"]["steps"] == 10
+    assert saved["environment"]["versions"]["flax"] == importlib.metadata.version("flax")
     assert saved["variants"]["original_basic"]["runs"][0]["test_error"] == ours.test_error
     assert (out / "ablation_table1.png").read_bytes()[:4] == b"\x89PNG"
 

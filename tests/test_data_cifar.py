@@ -1,6 +1,7 @@
 """CIFAR from tiny archives written here in both official formats; every bad input, one error."""
 
 import dataclasses
+import hashlib
 import io
 import os
 import pickle
@@ -291,3 +292,20 @@ def test_archive_split_that_does_not_exist(tmp_path, accept_md5):
     accept_md5(write_archive(tmp_path, "cifar10", "python", train, test))
     with pytest.raises(DataError, match="config.eval_split = 'validation' does not exist"):
         make_pipeline(config(tmp_path, eval_split="validation"))
+
+
+def test_download_progress_is_printed_to_stderr(tmp_path, monkeypatch, capsys):
+    """train.py shows warnings only: the download says what it does on stderr instead."""
+    blob = os.urandom(3 << 20)  # three chunks of 1 MiB
+    md5 = hashlib.md5(blob).hexdigest()
+
+    class Response(io.BytesIO):
+        headers = {"Content-Length": str(len(blob))}
+
+    monkeypatch.setattr(download, "urlopen", lambda url, timeout: Response(blob))
+    monkeypatch.setattr(download, "_REPORT_EVERY_S", 0.0)  # a progress line for every chunk
+    download.download(["https://example.org/a.tar.gz"], tmp_path / "a.tar.gz", md5)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"downloading https://example.org/a.tar.gz to {tmp_path / 'a.tar.gz'} ..."
+    assert lines[1].startswith("  a.tar.gz: 1.0 MB of 3.1 MB (33%) in ")
+    assert lines[-1].startswith("downloaded a.tar.gz: 3.1 MB in ") and "md5 verified" in lines[-1]

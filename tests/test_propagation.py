@@ -218,6 +218,7 @@ def test_checkpoint_and_command_line(tmp_path):
     assert [m["name"] for m in saved] == ["pre-act", "original"]
     assert saved[0]["forward"] == pytest.approx(list(measurements[0].forward))
     assert all(len(m["backward"]) == 4 and m["depth"] == 8 for m in saved)
+    assert saved[0]["environment"]["versions"]["jax"] == jax.__version__
     # Same network, images and labels (same seed): only the restored weights differ.
     assert not np.allclose(trained.forward, measurements[0].forward)
 

@@ -568,10 +568,13 @@ def write_outputs(
             body += f"\n![curves]({os.path.basename(figure)})\n"
         with open(stem + ".md", "w") as f:
             f.write(header + body)
+        from preact import provenance
+
         record = {
             "table": table,
             "runs_finished": [dates[0], dates[-1]],
             "command": command,
+            "environment": provenance.environment(),  # each run's config.json has its own
             "scale": dataclasses.asdict(scale),
             "fail_error": fail_error,
             "variants": {

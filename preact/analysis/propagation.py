@@ -58,7 +58,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from preact import configuration, networks, units
+from preact import configuration, networks, provenance, units
 
 BN_MODES = ("batch", "running")
 JIT_MAX_UNITS = 60  # see unit_signals
@@ -379,8 +379,15 @@ def load_measurements(path: str) -> list[Measurement]:
     """The measurements a run of this command saved as JSON (to re-plot without re-measuring)."""
     with open(path) as f:
         records = json.load(f)
+    fields = {f.name for f in dataclasses.fields(Measurement)}  # not the "environment"
     return [
-        Measurement(**{**r, "forward": np.array(r["forward"]), "backward": np.array(r["backward"])})
+        Measurement(
+            **{
+                k: np.array(v) if k in ("forward", "backward") else v
+                for k, v in r.items()
+                if k in fields
+            }
+        )
         for r in records
     ]
 
@@ -458,7 +465,8 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> li
     plot(measurements, out=args.out, title=args.title)
     json_path = args.json or os.path.splitext(args.out)[0] + ".json"
     with open(json_path, "w") as f:
-        json.dump([m.to_json() for m in measurements], f, indent=1)
+        environment = provenance.environment()
+        json.dump([{**m.to_json(), "environment": environment} for m in measurements], f, indent=1)
     print(f"wrote {args.out} and {json_path}")
     return measurements
 
