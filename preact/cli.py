@@ -72,7 +72,24 @@ def parse_flags(argv: list[str]) -> list[str]:
 
 def run(main: Callable[[], Any]) -> None:
     """``app.run`` with :func:`parse_flags`; ``main`` takes no arguments."""
+    resolve_config_names(sys.argv)
     app.run(lambda argv: main(), flags_parser=parse_flags)
+
+
+def resolve_config_names(argv: list[str]) -> None:
+    """``--config=preact1001[:torch]`` names an experiment config of the package: replace the
+    name by its file's path, in place (the config flag reads its overrides from ``sys.argv``).
+    A path that exists, or a name that is not a packaged config, is left as it is."""
+    from preact import configs
+
+    directory = os.path.dirname(os.path.abspath(configs.__file__))
+    for i, arg in enumerate(argv):
+        match = re.fullmatch(r"--config=(\w+)(:.*)?", arg)
+        if not match or os.path.exists(match.group(1)):
+            continue
+        path = os.path.join(directory, f"{match.group(1)}.py")
+        if os.path.isfile(path):
+            argv[i] = f"--config={path}{match.group(2) or ''}"
 
 
 def load_config(holder: flags.FlagHolder) -> config_dict.ConfigDict:

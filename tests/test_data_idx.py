@@ -14,7 +14,6 @@ import struct
 import urllib.error
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
@@ -22,7 +21,7 @@ from preact import configuration
 from preact.configs import fashion_mnist
 from preact.data import download, make_pipeline, mnist
 from preact.data.errors import DataError, DataNotFoundError
-from tests.helpers import run_script
+from tests.helpers import data_config, run_script
 
 N_TRAIN, N_TEST = 6, 4
 TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS = mnist.FILES
@@ -64,22 +63,16 @@ def write_copy(directory, seed=0, gz=(True, False, True, False)):
 
 
 def config(data_dir, dataset="fashion_mnist", **overrides):
-    c = ml_collections.ConfigDict(
-        dict(
-            dataset=dataset,
-            data_source="archive",  # never asks TFDS whether a copy is prepared
-            data_dir=str(data_dir),
-            batch_size=2,
-            eval_batch_size=4,
-            seed=0,
-            normalization="per_pixel_mean",
-            augment="pad_crop_flip",
-            crop_padding=4,
-            random_flip=dataset == "fashion_mnist",
-        )
+    """The paper's data recipe from configs/default.py on a tiny batch."""
+    settings = dict(
+        dataset=dataset,
+        data_source="archive",  # never asks TFDS whether a copy is prepared
+        data_dir=str(data_dir),
+        batch_size=2,
+        eval_batch_size=4,
+        random_flip=dataset == "fashion_mnist",
     )
-    c.update(overrides)
-    return c
+    return data_config("default", **{**settings, **overrides})
 
 
 def build(cfg):
@@ -253,6 +246,7 @@ def test_mnist_with_flips_warns(tmp_path, caplog):
     assert "mirrored" not in caplog.text
 
 
+@pytest.mark.slow
 def test_train_py_exits_2_on_a_corrupt_file_before_compiling(tmp_path):
     write_copy(tmp_path / "data")
     bad = truncated_raw(tmp_path / "data")
