@@ -66,6 +66,7 @@ def test_fail_is_the_median_of_seeds():
     )
 
 
+@pytest.mark.slow
 def test_command_on_a_tiny_setting(tmp_path):
     out, root = tmp_path / "docs", tmp_path / "runs"
     args = [

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from absl import flags
 
 from preact.analysis import ablations, curves, propagation, summary
@@ -22,6 +23,7 @@ def test_importing_the_tools_defines_no_flags():
         assert set(ours) and not set(ours) & set(flags.FLAGS), module.__name__
 
 
+@pytest.mark.slow
 def test_library_code_imports_no_config_module():
     code = (
         "import sys\n"

@@ -58,6 +58,7 @@ def _committed_smoke():
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_smoke_run_records_every_piece(smoke):
     results, out = smoke
     _check_results_file(results)
@@ -85,6 +86,7 @@ def test_smoke_run_records_every_piece(smoke):
         assert (out / f"train_step_cpu_smoke{suffix}").exists()
 
 
+@pytest.mark.slow
 def test_summary_renders_and_counts_no_cpu_figure(smoke, tmp_path):
     _, out = smoke
     other = tmp_path / "not_results.json"

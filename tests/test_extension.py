@@ -38,6 +38,7 @@ def _net(unit, **options):
     )
 
 
+@pytest.mark.slow
 def test_new_unit_gets_the_appendix_rules_it_declares():
     """With alpha = 1 it is the full pre-activation network, variable for variable: the shared
     pre-activation of each stage's first unit and the final BN-ReLU came from its declaration."""
@@ -65,6 +66,7 @@ def test_register_unit_refuses_a_non_unit_and_a_taken_name():
         units.register_unit("full_preact")(ScaledFullPreActUnit)
 
 
+@pytest.mark.slow
 def test_new_unit_trains_from_a_config(tmp_path):
     config = tiny_config(num_train_steps=2)
     config.model.unit = "scaled_full_preact"

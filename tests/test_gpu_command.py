@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # see pyproject.toml
 
 
 def test_gpu_command_runs_end_to_end_on_cpu(tmp_path):

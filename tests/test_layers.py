@@ -176,6 +176,7 @@ def test_batch_norm_relu_synchronized_over_devices_matches_autodiff(dtype):
     assert _max_diff(dp1, dp2) <= tol * (1 + largest)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", ["full_preact", "original", "bn_after_add", "relu_before_add"])
 def test_network_with_fused_layers_computes_the_same_function(unit):
     """Same variables, same logits and running averages; gradients equal to rounding."""

@@ -20,6 +20,8 @@ from preact import training
 from preact.metrics import read_metrics
 from tests.helpers import ROOT, TINY_FLAGS, tiny_config
 
+pytestmark = pytest.mark.slow  # see pyproject.toml
+
 DEVICES_PER_PROCESS = 4
 FLAGS = [*TINY_FLAGS, "--config.log_every_steps=1", "--config.checkpoint_every_steps=100000"]
 TIMEOUT = 240  # seconds for any one launch; a hang fails the test instead of blocking CI

@@ -64,6 +64,7 @@ def test_imagenet_output_shape_at_224_and_320(depth, unit):
     assert model.paper_depth() == depth
 
 
+@pytest.mark.slow
 def test_imagenet_net_runs_on_a_320_crop():
     model = networks.imagenet_resnet(18, unit="full_preact", num_classes=5, width=2)
     variables = jax.jit(lambda x: model.init(key(0), x, train=False))(jnp.ones((1, 224, 224, 3)))
@@ -74,6 +75,7 @@ def test_imagenet_net_runs_on_a_320_crop():
     chex.assert_tree_all_finite(logits)
 
 
+@pytest.mark.slow
 def test_remat_computes_the_same_gradients():
     base = networks.cifar_resnet(14, block="basic", num_classes=10, width=4)
     x = jax.random.normal(key(1), (2, 8, 8, 3))
@@ -100,6 +102,7 @@ def test_conv_shortcut_on_every_unit():
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "variant,bias", [("exclusive_gating", -6.0), ("shortcut_only_gating", 0.0)]
 )

@@ -84,6 +84,7 @@ def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None):
     return namespace, ran
 
 
+@pytest.mark.slow
 def test_notebook_trains_and_plots(tmp_path, monkeypatch):
     namespace, _ = run_notebook(tmp_path, monkeypatch, dict(TINY_RUN))
 

@@ -50,6 +50,7 @@ def test_bad_optimizer_or_schedule_is_refused_before_compiling(overrides, messag
         configuration.validate(config, num_devices=1)
 
 
+@pytest.mark.slow
 def test_adamw_with_cosine_trains_from_a_config(tmp_path):
     config = tiny_config(optimizer="adamw", schedule="cosine", learning_rate=1e-3,
                          weight_decay=0.0, num_train_steps=4)  # fmt: skip
@@ -57,6 +58,7 @@ def test_adamw_with_cosine_trains_from_a_config(tmp_path):
     assert result["step"] == 4 and math.isfinite(result["train_loss"])
 
 
+@pytest.mark.slow
 def test_resuming_with_another_optimizer_is_refused_as_a_mismatch(tmp_path):
     workdir = str(tmp_path / "work")
     training.train_and_evaluate(tiny_config(num_train_steps=2), workdir)

@@ -114,6 +114,7 @@ def test_nothing_to_plot_raises():
         curves.plot_runs([])
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     a = write_run(tmp_path / "a", "original110", [2.3, 1.9], [60.0])
     out = tmp_path / "cli.png"
@@ -128,6 +129,7 @@ def test_command_line(tmp_path):
     assert out.read_bytes()[:8] == PNG_SIGNATURE
 
 
+@pytest.mark.slow
 def test_command_line_writes_into_the_workdir_by_default(tmp_path):
     a = write_run(tmp_path / "a", "original110", [2.3, 1.9], [60.0])
     b = write_run(tmp_path / "b", "preact110", [2.2, 1.5], [40.0])

@@ -68,6 +68,7 @@ def stage_spans(signals):
     return list(spans.values())
 
 
+@pytest.mark.slow
 def test_full_preact_with_zeroed_branches_is_an_identity_path():
     model = tiny_net("full_preact")
     images, labels = batch()
@@ -105,6 +106,7 @@ def test_live_branches_do_change_the_signal():
     assert not np.allclose(signals.grads[a], signals.grads[b])
 
 
+@pytest.mark.slow
 def test_constant_scaling_scales_signal_and_gradient_by_lambda_per_unit():
     model = tiny_net("original", shortcut_variant="constant_scaling", shortcut_scale=LAMBDA)
     images, labels = batch(1)
@@ -149,6 +151,7 @@ def test_constant_scaling_scales_signal_and_gradient_by_lambda_per_unit():
     )
 
 
+@pytest.mark.slow
 def test_unscan_inverts_scan_and_gives_the_same_network():
     images, labels = batch(2, n=4)
     unrolled = tiny_net("full_preact")
@@ -187,6 +190,7 @@ def test_config_overrides_and_labels():
         propagation.load_config("configs/smoke.py@model.dpeth=8")
 
 
+@pytest.mark.slow
 def test_checkpoint_and_command_line(tmp_path):
     from preact import checkpointing, configuration, training
 

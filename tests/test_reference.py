@@ -131,6 +131,7 @@ def test_bottleneck_stride_on_the_3x3(unit):
     check(model, net, images(), scan=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unit", ["original", "relu_preact", "full_preact"])
 def test_imagenet_stem(unit):
     """conv1 7x7/2-BN-ReLU-max-pool, and a first unit that does not pre-activate again."""

@@ -24,6 +24,8 @@ from preact import workdir as workdir_lib
 from preact.metrics import read_metrics
 from tests.helpers import ROOT, TINY_FLAGS, tiny_config
 
+pytestmark = pytest.mark.slow  # see pyproject.toml
+
 
 @pytest.fixture
 def no_compile(monkeypatch):

@@ -54,6 +54,7 @@ def test_evaluation_counts_only_real_examples():
 # --- per-device BN: the state keeps the device mean of the running averages ---------------------
 
 
+@pytest.mark.slow
 def test_per_device_bn_running_averages_are_averaged_over_devices():
     """With per-device statistics each device normalizes its own 2 images and moves its own
     running averages; the state keeps their mean over devices. The devices' images are shifted

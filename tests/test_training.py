@@ -85,6 +85,7 @@ def _split(images, labels, devices):
     return {"image": images.reshape(n, -1, *images.shape[1:]), "label": labels.reshape(n, -1)}
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one_with_synchronized_bn():
     config = tiny_config(bn_statistics="synchronized")
     state, images, labels = _state_and_batch(config)
@@ -99,6 +100,7 @@ def test_eight_devices_equal_one_with_synchronized_bn():
     chex.assert_trees_all_close(outs[1], outs[8], atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.slow
 def test_per_device_bn_statistics_differ_from_synchronized():
     """The policy is real: per-device statistics normalize each device's 2 images alone."""
     results = {}
@@ -112,6 +114,7 @@ def test_per_device_bn_statistics_differ_from_synchronized():
     assert max(jax.tree.leaves(diff)) > 1e-4
 
 
+@pytest.mark.slow
 def test_train_step_compiles_once():
     config = tiny_config()
     state, images, labels = _state_and_batch(config)
@@ -130,6 +133,7 @@ def test_train_step_compiles_once():
     chex.clear_trace_counter()
 
 
+@pytest.mark.slow
 def test_non_finite_step_is_not_applied():
     config = tiny_config()
     state, images, labels = _state_and_batch(config)
@@ -143,6 +147,7 @@ def test_non_finite_step_is_not_applied():
     assert int(new_state.step) == 0
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_writes_metrics_and_checkpoints(tmp_path):
     config = tiny_config(rng_impl="threefry2x32")  # the default generator, end to end
     result = training.train_and_evaluate(config, str(tmp_path))
@@ -187,6 +192,7 @@ def test_bad_config_raises_before_compile(tmp_path, no_compile, overrides, match
         training.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"))
 
 
+@pytest.mark.slow
 def test_workdir_of_another_model_is_refused(tmp_path):
     workdir = str(tmp_path)
     training.train_and_evaluate(tiny_config(num_train_steps=5), workdir)
@@ -197,6 +203,7 @@ def test_workdir_of_another_model_is_refused(tmp_path):
     assert before == after
 
 
+@pytest.mark.slow
 def test_train_py_and_eval_py_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     train = run_script("train.py", "--config=configs/smoke.py", f"--workdir={workdir}",
@@ -225,6 +232,7 @@ def _one_line_error(out):
     return lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
 @pytest.mark.parametrize(
     "flag,message",
@@ -266,6 +274,7 @@ def read_only_dir(tmp_path):
         subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train.py", "eval.py"])
 @pytest.mark.parametrize(
     "kind,message",
@@ -291,6 +300,7 @@ def test_an_unusable_workdir_exits_2_with_one_line(tmp_path, request, script, ki
     assert (tmp_path / "file").read_text() == "not a directory"
 
 
+@pytest.mark.slow
 def test_a_second_train_py_is_refused_naming_the_first(tmp_path):
     from preact.workdir import WorkdirLock
 
@@ -301,12 +311,14 @@ def test_a_second_train_py_is_refused_naming_the_first(tmp_path):
         assert os.listdir(tmp_path) == ["train.lock"]
 
 
+@pytest.mark.slow
 def test_eval_py_without_checkpoint(tmp_path):
     out = run_script("eval.py", "--config=configs/smoke.py", f"--workdir={tmp_path}", *TINY_FLAGS)
     assert out.returncode == 2
     assert "no checkpoint" in out.stderr
 
 
+@pytest.mark.slow
 def test_flax_state_keeps_float32_with_bfloat16(tmp_path):
     config = tiny_config(dtype="bfloat16")
     state, images, labels = _state_and_batch(config)
