@@ -94,7 +94,8 @@ def test_checkpoint_config_and_eval_results_record_the_environment(run):
     with open(os.path.join(workdir, "eval_results.json")) as f:
         results = json.load(f)
     _check_environment(results["environment"])
-    assert results["step"] == STEPS and 0 <= results["test_error"] <= 100
+    errors = results["test_error"] * results["num_examples"] / 100
+    assert results["step"] == STEPS and abs(errors - round(errors)) < 1e-6  # whole images
     assert evaluation.stdout.startswith(f"step {STEPS}: test_error ")
     with open(os.path.join(workdir, "config.json")) as f:
         recorded = json.load(f)

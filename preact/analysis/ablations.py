@@ -24,10 +24,11 @@ What is reduced, and what is kept:
 * reporting: the median over seeds of the final test error and final training loss (a failed run
   counts as infinitely bad, so the median is "fail" when most seeds fail).
 
-The networks are unrolled (``model.scan=False``: on XLA:CPU the scanned stages of these tiny
-nets run 3x slower and compile slower), and the runs draw their random numbers with JAX's
-"rbg" generator (``config.rng_impl``), whose XLA:CPU compilation takes a fraction of the
-default threefry's (same distributions; a different stream). Neither changes what is computed.
+The networks are unrolled (``model.scan=False``, the same function as scanned; the tables in docs/
+were made that way when the scanned training step was slow on XLA:CPU), and the runs draw their
+random numbers with JAX's "rbg" generator (``config.rng_impl``), whose XLA:CPU compilation
+takes a fraction of the default threefry's (same distributions; a different stream). Neither
+changes what is computed.
 
 Outputs in ``--out``: ``ablation_table{N}.md`` (the table beside the paper's CIFAR numbers),
 ``ablation_table{N}.png`` (curves of the median-seed runs, drawn as the paper's figures) and
