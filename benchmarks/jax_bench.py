@@ -1,6 +1,6 @@
 r"""JAX side of the benchmark: one configuration of the project's own train step, in one process.
 
-    python benchmarks/jax_bench.py --depth 1001 --batch 128 --dtype bfloat16 --layout scanned \
+    python -m benchmarks.jax_bench --depth 1001 --batch 128 --dtype bfloat16 --layout scanned \
         --warmup 20 --steps 100 --epoch --cache-dir /tmp/jax_cache --json-out /tmp/run.json
 
 What it times is ``preact.training.make_train_step`` (pmapped, here over one device) on the
@@ -28,19 +28,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Any
 
 # Before JAX starts: allocate as needed, so the peak-memory figure is the step's, not the pool's.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 LAYOUTS = ("scanned", "unrolled")
 FP32_PRECISIONS = {"tf32": "tensorfloat32", "highest": "highest"}

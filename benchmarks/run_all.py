@@ -1,8 +1,8 @@
 r"""The benchmark suite in one command: JAX and the PyTorch peer, alternating, one process a run.
 
-    python benchmarks/run_all.py --suite cpu-smoke --out benchmarks/results   # < 60 s, CPU
-    python benchmarks/run_all.py --suite gpu --nets 110,164 --out $OUT        # <= 10 min, H100
-    python benchmarks/run_all.py --suite gpu --nets 1001 --out $OUT           # <= 10 min, H100
+    python -m benchmarks.run_all --suite cpu-smoke --out benchmarks/results   # < 60 s, CPU
+    python -m benchmarks.run_all --suite gpu --nets 110,164 --out $OUT        # <= 10 min, H100
+    python -m benchmarks.run_all --suite gpu --nets 1001 --out $OUT           # <= 10 min, H100
 
 Each run (one framework, net, batch, dtype and variant) is its own process, so its peak memory
 is its own and its compilation starts cold. Runs alternate A/B/A/B: for each repetition, for each
@@ -52,11 +52,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import common
 
-from benchmarks import common  # noqa: E402
-
-BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 KINDS = {"cpu-smoke": "cpu_smoke", "gpu": "gpu", "gpu-sweep": "gpu"}
 CPU_SMOKE_LABEL = (
     "CPU smoke run: tiny nets on a shared CPU, to check that every piece runs and records what "
@@ -196,14 +193,14 @@ def worker_commands(plan: Plan, cache_dir: str) -> list[tuple[dict[str, Any], li
             base = _flags(**ident, warmup=plan.warmup, steps=plan.steps,
                           fp32_precision=plan.fp32_precision)  # fmt: skip
             for layout in g.layouts:
-                cmd = [os.path.join(BENCH_DIR, "jax_bench.py"), *base]
+                cmd = ["-m", "benchmarks.jax_bench", *base]
                 cmd += _flags(layout=layout, cache_dir=cache_dir, num_examples=plan.num_examples)
                 if g.epoch and rep == 1:
                     cmd.append("--epoch")
                 runs.append((dict(framework="jax", variant=layout, **ident), cmd))
             for v in g.torch:
                 scope = v.scope_for(g.depth)
-                cmd = [os.path.join(BENCH_DIR, "torch_bench.py"), *base]
+                cmd = ["-m", "benchmarks.torch_bench", *base]
                 cmd += _flags(mode=v.mode, scope=scope) + ([] if v.channels_last else ["--nchw"])
                 variant = common.torch_variant_name(v.mode, scope, v.channels_last)
                 runs.append((dict(framework="torch", variant=variant, **ident), cmd))
@@ -220,6 +217,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[st
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
+        cwd=common.REPO_ROOT,  # the workers run as modules of the benchmarks package
         start_new_session=True,
     )
     try:

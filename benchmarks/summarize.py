@@ -1,6 +1,6 @@
 r"""Markdown summary of benchmark results, and the targets as PASS / FAIL / NOT MEASURED.
 
-    python benchmarks/summarize.py benchmarks/results/*.json
+    python -m benchmarks.summarize benchmarks/results/*.json
 
 Reads the files run_all.py writes (other JSON files are listed as skipped). For each file: its
 environment and one row per configuration, repetitions side by side. Then the targets, from every
@@ -17,9 +17,7 @@ import statistics
 import sys
 from collections.abc import Iterable, Sequence
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import common  # noqa: E402
+from benchmarks import common
 
 GIB = 2**30
 TARGET_BATCH = 128
@@ -318,7 +316,7 @@ def render(paths: Sequence[str]) -> str:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: python benchmarks/summarize.py RESULTS.json [...]")
+        sys.exit("usage: python -m benchmarks.summarize RESULTS.json [...]")
     print(render(sys.argv[1:]))
 
 

@@ -1,6 +1,6 @@
 r"""PyTorch side of the benchmark: one configuration of the peer's train step, in one process.
 
-    python benchmarks/torch_bench.py --depth 164 --batch 128 --dtype bfloat16 \
+    python -m benchmarks.torch_bench --depth 164 --batch 128 --dtype bfloat16 \
         --mode reduce-overhead --scope model --warmup 20 --steps 100 --json-out /tmp/run.json
 
 The step is what a PyTorch user would write for the peer (benchmarks/torch_preact.py): forward
@@ -28,17 +28,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from typing import Any
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from benchmarks import common, torch_preact  # noqa: E402
+from benchmarks import common, torch_preact
 
 MODES = ("eager", "default", "max-autotune-no-cudagraphs", "reduce-overhead", "max-autotune")
 SCOPES = ("model", "unit")

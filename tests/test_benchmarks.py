@@ -27,7 +27,7 @@ def smoke(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # no fake devices there
     args = ["--suite", "cpu-smoke", "--nets", "8", "--reps", "2", "--no-torch", "--out"]
-    cmd = [sys.executable, os.path.join("benchmarks", "run_all.py"), *args, str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.run_all", *args, str(out)]
     proc = subprocess.run(
         cmd, cwd=common.REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
     )
