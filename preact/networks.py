@@ -270,7 +270,9 @@ class ResNet(nn.Module):
             "conv": conv,
             "scan_conv": scan_conv,
             "norm": units_lib.norm_partial(*bn),
-            "norm_act": units_lib.norm_act_partial(*bn) if self.fused_bn_relu else None,
+            "norm_act": (
+                units_lib.norm_partial(*bn, fused_relu=True) if self.fused_bn_relu else None
+            ),
         }
 
     def _norm_act(self, x: jax.Array, *, train: bool, name: str, act: bool = True) -> jax.Array:

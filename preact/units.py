@@ -413,29 +413,17 @@ def conv_partial(dtype: Any, init_mode: str = "fan_out") -> ModuleDef:
     return functools.partial(nn.Conv, use_bias=False, dtype=dtype, kernel_init=init)
 
 
-def norm_act_partial(
-    dtype: Any, momentum: float, epsilon: float, axis_name: str | None
+def norm_partial(
+    dtype: Any, momentum: float, epsilon: float, axis_name: str | None, *, fused_relu: bool = False
 ) -> ModuleDef:
-    """BN-ReLU as one layer (:class:`preact.layers.BatchNormReLU`), configured as
-    :func:`norm_partial`'s BN, with the same variables."""
-    return functools.partial(
-        layers_lib.BatchNormReLU,
-        momentum=momentum,
-        epsilon=epsilon,
-        dtype=dtype,
-        param_dtype=jnp.float32,
-        axis_name=axis_name,
-    )
-
-
-def norm_partial(dtype: Any, momentum: float, epsilon: float, axis_name: str | None) -> ModuleDef:
-    """BatchNorm with gamma=1, beta=0 at init, statistics kept in float32.
+    """BatchNorm with gamma=1, beta=0 at init, statistics kept in float32; with ``fused_relu``,
+    BN followed by ReLU as one layer (:class:`preact.layers.BatchNormReLU`, same variables).
 
     Flax's ``momentum`` is the weight of the old running average: Torch's momentum 0.1 is Flax's
     0.9.
     """
     return functools.partial(
-        nn.BatchNorm,
+        layers_lib.BatchNormReLU if fused_relu else nn.BatchNorm,
         momentum=momentum,
         epsilon=epsilon,
         dtype=dtype,
