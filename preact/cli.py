@@ -79,13 +79,14 @@ def run(main: Callable[[], Any]) -> None:
 def resolve_config_names(argv: list[str]) -> None:
     """``--config=preact1001[:torch]`` names an experiment config of the package: replace the
     name by its file's path, in place (the config flag reads its overrides from ``sys.argv``).
-    A path that exists, or a name that is not a packaged config, is left as it is."""
+    A file of that name, or a name that is not a packaged config, is left as it is (a directory
+    of that name, such as a workdir called ``smoke``, does not shadow the config)."""
     from preact import configs
 
     directory = os.path.dirname(os.path.abspath(configs.__file__))
     for i, arg in enumerate(argv):
         match = re.fullmatch(r"--config=(\w+)(:.*)?", arg)
-        if not match or os.path.exists(match.group(1)):
+        if not match or os.path.isfile(match.group(1)):  # a file of that name is what was meant
             continue
         path = os.path.join(directory, f"{match.group(1)}.py")
         if os.path.isfile(path):

@@ -13,6 +13,7 @@ from tests.helpers import ROOT, TINY_FLAGS
 
 def test_config_names_resolve_to_the_packaged_files(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "preact1001").mkdir()  # a workdir named like the config does not shadow it
     argv = ["train.py", "--config=preact1001:torch", "--config=nonesuch", "--workdir=w"]
     cli.resolve_config_names(argv)
     assert argv[1] == f"--config={os.path.join(ROOT, 'preact', 'configs', 'preact1001.py')}:torch"
