@@ -27,6 +27,9 @@ from ml_collections import config_dict, config_flags
 EXIT_BAD_INPUT = 2
 EXIT_DIVERGED = 3
 
+# Config fields holding a dict of options for a part chosen by name (the unit's fields, the
+# optimizer's arguments): their keys depend on the choice, so they are overridden whole.
+OPEN_FIELDS = ("model.unit_options", "optimizer_kwargs")
 _TRACEBACK = "Traceback (most recent call last):"
 _DID_YOU_MEAN = re.compile(r'Did you mean "([^"]+)" instead of "([^"]+)"\?')
 
@@ -53,6 +56,12 @@ def _describe_parse_error(e: Exception, argv: list[str]) -> str:
         name = hint.group(2) if hint else text.strip("'\"\\")
         args = [a for a in argv if re.match(rf"--?config\.(\w+\.)*{re.escape(name)}\b", a)]
         where = args[0] if args else f"--config.{name}"
+        for field in OPEN_FIELDS:  # dicts whose keys the config cannot declare in advance
+            if where.lstrip("-").startswith(f"config.{field}."):
+                return (
+                    f"{where}: the keys of config.{field} are set as one dict, e.g. "
+                    f"--config.{field}=\"{{'{name}': ...}}\""
+                )
         return f"{where}: no such config field" + (f"; {hint.group(0)}" if hint else "")
     if isinstance(e, flags.Error):
         return text

@@ -13,6 +13,7 @@ from typing import Any
 import ml_collections
 
 from preact import networks, optim
+from preact.data import datasets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,14 +22,6 @@ class DatasetInfo:
     image_shape: tuple[int, int, int]  # (H, W, C) of a training input
 
 
-DATASETS = {
-    "cifar10": DatasetInfo(10, (32, 32, 3)),
-    "cifar100": DatasetInfo(100, (32, 32, 3)),
-    "digits": DatasetInfo(10, (8, 8, 1)),
-    "mnist": DatasetInfo(10, (28, 28, 1)),
-    "fashion_mnist": DatasetInfo(10, (28, 28, 1)),
-    "imagenet2012": DatasetInfo(1000, (224, 224, 3)),
-}
 BN_STATISTICS = ("per_device", "synchronized")
 ON_DIVERGENCE = ("raise", "stop")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
@@ -36,16 +29,18 @@ BN_AXIS_NAME = "batch"  # the pmapped axis of the train step
 
 
 def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-    """Classes and input shape; ``config.num_classes`` overrides for other TFDS datasets."""
-    info = DATASETS.get(config.dataset)
+    """Classes and input shape (from :mod:`preact.data.datasets`); ``config.num_classes``
+    overrides for other TFDS datasets."""
+    entry = datasets.DATASETS.get(config.dataset)
+    info = entry and DatasetInfo(entry.num_classes, tuple(entry.image_shape))
     if config.get("num_classes") is not None:
         size = config.image_size
         shape = info.image_shape if info else (size, size, 3)
         return DatasetInfo(config.num_classes, shape)
     if info is None:
         raise ValueError(
-            f"dataset {config.dataset!r} is not one of {tuple(DATASETS)}; for another TFDS "
-            "dataset set --config.num_classes"
+            f"dataset {config.dataset!r} is not one of {tuple(datasets.DATASETS)}; for another "
+            "TFDS dataset set --config.num_classes"
         )
     return info
 

@@ -46,8 +46,6 @@ IMAGENET_DEPTHS: dict[int, tuple[str, tuple[int, ...]]] = {
 DOWNSAMPLE_SHORTCUTS = ("zero_pad", "projection")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 CONV_GRADS = ("auto", "xla", "canonical")
-GATING_VARIANTS = ("exclusive_gating", "shortcut_only_gating")
-DEFAULT_GATE_BIAS = -6.0  # Table 1: the best b_g of the search over 0..-10
 
 
 def _layers_per_unit(block: str) -> int:
@@ -150,13 +148,12 @@ class ResNet(nn.Module):
       stem: ``cifar`` (3x3/1 conv) or ``imagenet`` (7x7/2 conv, BN-ReLU, 3x3/2 max-pool).
       stem_width: conv1's channels.
       block, unit: see :mod:`preact.units`.
-      unit_options: fields of the unit class, passed to every unit as they are (how a unit of
-        your own gets options of its own without a field here).
+      unit_options: fields of the unit class, passed to every unit as they are and checked by
+        the unit's ``check_options``: the Table 1 shortcuts of the original unit
+        (``shortcut_variant`` ..., see ``OriginalUnit``), or the options of a unit of your own.
       downsample_shortcut: h of a unit that changes dimensions: ``zero_pad`` (option A, the
         paper's choice for the basic CIFAR nets) or ``projection`` (option B, its choice for the
         bottleneck nets and ImageNet).
-      shortcut_variant ...: the Table 1 options of the original unit (see ``OriginalUnit``).
-        ``gate_bias`` is None unless the variant has a gate.
       bottleneck_stride: which conv of a downsampling bottleneck unit strides.
       scan, remat: run the identical units of each stage under ``nn.scan`` / ``nn.remat``.
       fused_bn_relu: every BN followed by ReLU is one :class:`preact.layers.BatchNormReLU`
@@ -180,13 +177,6 @@ class ResNet(nn.Module):
     unit: str = "full_preact"
     unit_options: Mapping[str, Any] = flax.core.FrozenDict()
     downsample_shortcut: str = "zero_pad"
-    shortcut_variant: str = "identity"
-    shortcut_scale: float = 1.0
-    residual_scale: float = 1.0
-    gate_bias: float | None = None
-    dropout_rate: float = 0.5
-    dropout_rescale: bool = False
-    conv_shortcut_norm: bool = True
     bottleneck_stride: str = "first_1x1"
     scan: bool = True
     remat: bool = False
@@ -213,20 +203,6 @@ class ResNet(nn.Module):
         """Weight layers on the main path, as the paper counts: conv1, F's layers, FC."""
         return 2 + sum(self.stage_sizes) * _layers_per_unit(self.block)
 
-    def _unit_kwargs(self) -> dict[str, Any]:
-        if self.unit != "original":
-            return {}
-        gate_bias = DEFAULT_GATE_BIAS if self.gate_bias is None else self.gate_bias
-        return dict(
-            variant=self.shortcut_variant,
-            shortcut_scale=self.shortcut_scale,
-            residual_scale=self.residual_scale,
-            gate_bias=gate_bias,
-            dropout_rate=self.dropout_rate,
-            dropout_rescale=self.dropout_rescale,
-            conv_shortcut_norm=self.conv_shortcut_norm,
-        )
-
     def _make_unit(
         self, layers: dict[str, ModuleDef], in_features: int, stage: int, first: bool
     ) -> ModuleDef:
@@ -235,7 +211,7 @@ class ResNet(nn.Module):
         residual = units_lib.residual_layers(self.block, features, strides, self.bottleneck_stride)
         changes = first and (in_features != features or strides != 1)
         shortcut = self.downsample_shortcut if changes else "identity"
-        kwargs = {**self._unit_kwargs(), **self.unit_options}
+        kwargs = dict(self.unit_options)
         if self.unit_cls.SHARED_PREACTIVATION:
             # Appendix: the first unit of each stage pre-activates before the split; after the
             # ImageNet stem (BN-ReLU-maxpool) the first unit needs no pre-activation at all.
@@ -345,13 +321,10 @@ def _validate(net: ResNet) -> None:
             f"unit_options {unknown} are not fields of unit {net.unit!r} "
             f"({net.unit_cls.__qualname__}); its options: {sorted(unit_fields)}"
         )
-    overlap = sorted(set(net.unit_options) & set(net._unit_kwargs()))
-    if overlap:
-        raise ValueError(f"unit_options {overlap} are set by the network's own fields; use those")
+    net.unit_cls.check_options(net.unit_options)
     choose("block", net.block, units_lib.BLOCKS)
     choose("stem", net.stem, ("cifar", "imagenet"))
     choose("downsample_shortcut", net.downsample_shortcut, DOWNSAMPLE_SHORTCUTS)
-    choose("shortcut_variant", net.shortcut_variant, units_lib.SHORTCUT_VARIANTS)
     choose("bottleneck_stride", net.bottleneck_stride, units_lib.BOTTLENECK_STRIDES)
     choose("conv_init_mode", net.conv_init_mode, ("fan_in", "fan_out"))
     choose("conv_grad", net.conv_grad, CONV_GRADS)
@@ -363,25 +336,6 @@ def _validate(net: ResNet) -> None:
         raise ValueError(f"every stage needs at least one unit, got {net.stage_sizes}")
     if net.num_classes < 1:
         raise ValueError(f"num_classes must be positive, got {net.num_classes}")
-    if net.shortcut_variant != "identity" and net.unit != "original":
-        raise ValueError(
-            f"shortcut_variant {net.shortcut_variant!r} is a Table 1 variant of the original "
-            f"unit; unit {net.unit!r} supports only 'identity'"
-        )
-    if net.gate_bias is not None and net.shortcut_variant not in GATING_VARIANTS:
-        raise ValueError(
-            f"gate_bias is set but shortcut_variant {net.shortcut_variant!r} has no gate; "
-            f"gated variants: {GATING_VARIANTS}"
-        )
-    if net.shortcut_variant != "constant_scaling" and (
-        net.shortcut_scale != 1.0 or net.residual_scale != 1.0
-    ):
-        raise ValueError(
-            "shortcut_scale and residual_scale apply to shortcut_variant 'constant_scaling' "
-            f"only, not {net.shortcut_variant!r}"
-        )
-    if not 0.0 <= net.dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {net.dropout_rate}")
     if net.block == "bottleneck" and any(w % units_lib.BOTTLENECK_EXPANSION for w in net.widths):
         raise ValueError(f"bottleneck widths must be multiples of 4, got {net.widths}")
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import flax.linen as nn
@@ -56,6 +56,7 @@ SHORTCUT_VARIANTS = (
     "conv_shortcut",
     "dropout_shortcut",
 )
+GATING_VARIANTS = ("exclusive_gating", "shortcut_only_gating")
 BOTTLENECK_STRIDES = ("first_1x1", "3x3")
 BOTTLENECK_EXPANSION = 4
 
@@ -148,6 +149,13 @@ class ResidualUnit(nn.Module):
     # stem's BN-ReLU). See :class:`PreActivationUnit`.
     SHARED_PREACTIVATION: ClassVar[bool] = False
 
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        """Raise a ValueError on a bad combination of this unit's own fields (``options`` holds
+        the ones a config sets). The network calls it before anything is traced; the network
+        has already checked that every key is a field of the unit."""
+        del options  # a unit with no constraints between its options
+
     @property
     def features(self) -> int:
         return self.layers[-1].features
@@ -197,19 +205,22 @@ class ResidualUnit(nn.Module):
 class OriginalUnit(ResidualUnit):
     """Fig. 4(a) / Fig. 2: ``x_{l+1} = ReLU(h'(x) + s * F(x))``, F = W-BN-ReLU-...-W-BN.
 
-    ``variant`` picks the shortcut of Table 1 (Fig. 2); every variant keeps f = ReLU. In the two
-    dimension-increasing units of a CIFAR net the variant acts on the option-A (zero-padded)
-    shortcut; the gate conv reads the unit input at the unit's stride (our choice: the paper does
-    not say).
+    ``shortcut_variant`` picks the shortcut of Table 1 (Fig. 2); every variant keeps f = ReLU. In
+    the two dimension-increasing units of a CIFAR net the variant acts on the option-A
+    (zero-padded) shortcut; the gate conv reads the unit input at the unit's stride (our choice:
+    the paper does not say). The fields below are this unit's options: a config sets them in
+    ``model.unit_options``, e.g. ``{"shortcut_variant": "constant_scaling", "shortcut_scale":
+    0.5}`` for Table 1's lambda = 0.5 row.
 
     Attributes:
-      variant: one of ``SHORTCUT_VARIANTS``.
+      shortcut_variant: one of ``SHORTCUT_VARIANTS`` (Fig. 2(a)-(f)).
       shortcut_scale: lambda of constant scaling (0 gives the plain net of Table 1).
       residual_scale: the scale on F's output (after its last BN: a scale before a BN would be
         undone by it).
-      gate_bias: initial b_g of the 1x1-conv gate ``g(x) = sigmoid(W_g x + b_g)``. The gate conv
-        has a bias and no BN: a BN would make b_g redundant with its own shift. W_g gets the same
-        He init as every conv (the paper does not say).
+      gate_bias: initial b_g of the 1x1-conv gate ``g(x) = sigmoid(W_g x + b_g)``; None means
+        -6, the value Table 1 reports best. The gate conv has a bias and no BN: a BN would make
+        b_g redundant with its own shift. W_g gets the same He init as every conv (the paper
+        does not say).
       dropout_rate: dropout ratio on the shortcut (0.5 in the paper).
       dropout_rescale: False (default) is plain masking, so the shortcut is scaled by 0.5 in
         expectation as the paper's text says, and by 0.5 exactly at test time; True is inverted
@@ -218,13 +229,35 @@ class OriginalUnit(ResidualUnit):
         caption says BN follows every weight layer, so True by default.
     """
 
-    variant: str = "identity"
+    shortcut_variant: str = "identity"
     shortcut_scale: float = 1.0
     residual_scale: float = 1.0
-    gate_bias: float = -6.0
+    gate_bias: float | None = None
     dropout_rate: float = 0.5
     dropout_rescale: bool = False
     conv_shortcut_norm: bool = True
+
+    DEFAULT_GATE_BIAS: ClassVar[float] = -6.0  # Table 1: the best b_g of its search over 0..-10
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> None:
+        variant = options.get("shortcut_variant", "identity")
+        if variant not in SHORTCUT_VARIANTS:
+            raise ValueError(f"unknown shortcut_variant {variant!r}; valid: {SHORTCUT_VARIANTS}")
+        if options.get("gate_bias") is not None and variant not in GATING_VARIANTS:
+            raise ValueError(
+                f"gate_bias is set but shortcut_variant {variant!r} has no gate; gated variants: "
+                f"{GATING_VARIANTS}"
+            )
+        scales = [options.get(k, 1.0) for k in ("shortcut_scale", "residual_scale")]
+        if variant != "constant_scaling" and scales != [1.0, 1.0]:
+            raise ValueError(
+                "shortcut_scale and residual_scale apply to shortcut_variant 'constant_scaling' "
+                f"only, not {variant!r}"
+            )
+        rate = options.get("dropout_rate", 0.5)
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {rate}")
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -236,35 +269,36 @@ class OriginalUnit(ResidualUnit):
             else:
                 residual = self._norm(train, f"norm{i}")(residual)
 
-        if self.variant == "conv_shortcut":  # Fig. 2(e): a 1x1 conv on every shortcut
+        variant = self.shortcut_variant
+        if variant == "conv_shortcut":  # Fig. 2(e): a 1x1 conv on every shortcut
             h = self._conv(Layer(1, self.features, self.strides), "conv_shortcut")(x)
             if self.conv_shortcut_norm:
                 h = self._norm(train, "norm_shortcut")(h)
             return self.act(h + residual)
 
         h = self._h(x, train=train)
-        if self.variant == "identity":  # Fig. 2(a)
+        if variant == "identity":  # Fig. 2(a)
             y = h + residual
-        elif self.variant == "constant_scaling":  # Fig. 2(b)
+        elif variant == "constant_scaling":  # Fig. 2(b)
             y = self.shortcut_scale * h + self.residual_scale * residual
-        elif self.variant in ("exclusive_gating", "shortcut_only_gating"):  # Fig. 2(c), 2(d)
+        elif variant in GATING_VARIANTS:  # Fig. 2(c), 2(d)
             gate = self.conv(
                 self.features,
                 (1, 1),
                 strides=(self.strides, self.strides),
                 use_bias=True,
-                bias_init=nn.initializers.constant(self.gate_bias),
+                bias_init=nn.initializers.constant(
+                    self.DEFAULT_GATE_BIAS if self.gate_bias is None else self.gate_bias
+                ),
                 name="conv_gate",
             )(x)
             g = nn.sigmoid(gate)
-            gated_residual = g * residual if self.variant == "exclusive_gating" else residual
+            gated_residual = g * residual if variant == "exclusive_gating" else residual
             y = (1.0 - g) * h + gated_residual
-        elif self.variant == "dropout_shortcut":  # Fig. 2(f)
+        elif variant == "dropout_shortcut":  # Fig. 2(f)
             y = self._dropout(h, train=train) + residual
         else:
-            raise ValueError(
-                f"unknown shortcut variant {self.variant!r}; valid: {SHORTCUT_VARIANTS}"
-            )
+            raise ValueError(f"unknown shortcut variant {variant!r}; valid: {SHORTCUT_VARIANTS}")
         return self.act(y)
 
     def _dropout(self, h: jax.Array, *, train: bool) -> jax.Array:

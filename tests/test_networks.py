@@ -95,7 +95,7 @@ def test_remat_computes_the_same_gradients():
 def test_conv_shortcut_on_every_unit():
     """Fig. 2(e): a 1x1 conv on every shortcut, the dimension-changing ones included."""
     model = networks.cifar_resnet(14, block="basic", unit="original", num_classes=10, width=4,
-                                  shortcut_variant="conv_shortcut")  # fmt: skip
+                                  unit_options={"shortcut_variant": "conv_shortcut"})  # fmt: skip
     params = flax.traverse_util.flatten_dict(abstract_params(model, (1, 8, 8, 3)), sep="/")
     assert {k for k in params if "conv_shortcut" in k} == {
         f"stage{s}/{u}/conv_shortcut/kernel" for s in (1, 2, 3) for u in ("unit01", "units/unit")
@@ -109,7 +109,8 @@ def test_conv_shortcut_on_every_unit():
 def test_gate_bias_reaches_every_gate(variant, bias):
     """Table 1's b_g initializes the gate of every unit, scanned ones included."""
     model = networks.cifar_resnet(14, block="basic", unit="original", num_classes=10, width=4,
-                                  shortcut_variant=variant, gate_bias=bias)  # fmt: skip
+                                  unit_options={"shortcut_variant": variant,
+                                                "gate_bias": bias})  # fmt: skip
     variables = model.init(key(0), jnp.ones((1, 8, 8, 3)), train=False)  # op by op: cached ops
     gates = {k: v for k, v in flax.traverse_util.flatten_dict(variables["params"], sep="/").items()
              if k.endswith("conv_gate/bias")}  # fmt: skip
@@ -220,12 +221,32 @@ def test_imagenet_depth_not_in_table():
     [
         (dict(unit="preact"), "unknown unit 'preact'; valid: .*full_preact"),
         (dict(block="wide"), "unknown block 'wide'; valid"),
-        (dict(shortcut_variant="highway", unit="original"), "unknown shortcut_variant 'highway'"),
+        (
+            dict(unit="original", unit_options={"shortcut_variant": "highway"}),
+            "unknown shortcut_variant 'highway'",
+        ),
         (dict(downsample_shortcut="C"), "unknown downsample_shortcut 'C'; valid"),
-        (dict(gate_bias=-6.0, unit="original"), "gate_bias is set but shortcut_variant 'identity'"),
-        (dict(gate_bias=-6.0, unit="original", shortcut_variant="conv_shortcut"), "has no gate"),
-        (dict(shortcut_variant="exclusive_gating"), "Table 1 variant of the original unit"),
-        (dict(shortcut_scale=0.5, unit="original"), "constant_scaling' only"),
+        (
+            dict(unit="original", unit_options={"gate_bias": -6.0}),
+            "gate_bias is set but shortcut_variant 'identity'",
+        ),
+        (
+            dict(
+                unit="original",
+                unit_options={"gate_bias": -6.0, "shortcut_variant": "conv_shortcut"},
+            ),
+            "has no gate",
+        ),
+        # a Table 1 option on another unit is not one of its fields
+        (
+            dict(unit_options={"shortcut_variant": "exclusive_gating"}),
+            r"unit_options \['shortcut_variant'\] are not fields of unit 'full_preact'",
+        ),
+        (dict(unit="original", unit_options={"shortcut_scale": 0.5}), "constant_scaling' only"),
+        (
+            dict(unit="original", unit_options={"dropout_rate": 1.0}),
+            r"dropout_rate must be in \[0, 1\)",
+        ),
         (dict(dtype=jnp.float16), "unknown dtype"),
     ],
 )

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from preact import networks, units
+from preact import configuration, networks, units
 from preact.analysis import propagation
 from tests.helpers import TINY, key, run_command, tiny_config
 
@@ -108,7 +108,10 @@ def test_live_branches_do_change_the_signal():
 
 @pytest.mark.slow
 def test_constant_scaling_scales_signal_and_gradient_by_lambda_per_unit():
-    model = tiny_net("original", shortcut_variant="constant_scaling", shortcut_scale=LAMBDA)
+    model = tiny_net(
+        "original",
+        unit_options={"shortcut_variant": "constant_scaling", "shortcut_scale": LAMBDA},
+    )
     images, labels = batch(1)
     variables = init(model, images)
 
@@ -181,11 +184,13 @@ def test_scanned_model_is_refused():
 
 def test_config_overrides_and_labels():
     config, label = propagation.load_config(
-        "configs/original110.py@model.shortcut_variant=constant_scaling@model.shortcut_scale=0.5"
+        "configs/original110.py@model.unit_options.shortcut_variant=constant_scaling"
+        "@model.unit_options.shortcut_scale=0.5"
     )
-    assert config.model.shortcut_variant == "constant_scaling"
-    assert config.model.shortcut_scale == 0.5
+    assert config.model.unit_options.shortcut_variant == "constant_scaling"
+    assert config.model.unit_options.shortcut_scale == 0.5
     assert label == "original110 (shortcut_variant=constant_scaling, shortcut_scale=0.5)"
+    assert configuration.build_model(config).unit_options["shortcut_scale"] == 0.5
     with pytest.raises(ValueError, match="unknown config field"):
         propagation.load_config("configs/smoke.py@model.dpeth=8")
 

@@ -113,7 +113,8 @@ TABLE1 = [
 def test_table1_shortcut_variants(variant, extra, train, scan):
     """Fig. 2(b)-(f) on the original unit, with random gate biases and running statistics."""
     model = networks.cifar_resnet(DEPTH["basic"], block="basic", unit="original", width=WIDTH,
-                                  shortcut_variant=variant, num_classes=5, **extra)  # fmt: skip
+                                  unit_options={"shortcut_variant": variant, **extra},
+                                  num_classes=5)  # fmt: skip
     extra = {k: v for k, v in extra.items() if k != "gate_bias"}  # the reference's is random
     net = reference.Net.cifar(DEPTH["basic"], "basic", "original", WIDTH, variant=variant,
                               **extra)  # fmt: skip

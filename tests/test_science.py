@@ -99,7 +99,7 @@ def test_exclusive_gating_multiplies_f_by_g():
         shortcut="identity",
         conv=units.conv_partial(jnp.float32),
         norm=units.norm_partial(jnp.float32, 0.9, 1e-5, None),
-        variant="exclusive_gating",
+        shortcut_variant="exclusive_gating",
     )
     x = jnp.abs(jax.random.normal(key(0), (2, 4, 4, 8))) + 0.1
     variables = jax.tree.map(jnp.asarray, unit.init(key(1), x, train=False))

@@ -99,13 +99,14 @@ POSITIVE_X = jnp.abs(X) + 0.1
 @pytest.mark.parametrize(
     "kwargs,expected_scale",
     [
-        (dict(variant="identity"), 1.0),
-        (dict(variant="constant_scaling", shortcut_scale=0.5, residual_scale=0.5), 0.5),
-        (dict(variant="constant_scaling", shortcut_scale=0.0), 0.0),
-        (dict(variant="exclusive_gating", gate_bias=-6.0), 1 - jax.nn.sigmoid(-6.0)),
-        (dict(variant="shortcut_only_gating", gate_bias=0.0), 0.5),
-        (dict(variant="dropout_shortcut"), 0.5),  # test time, plain masking: expectation 0.5
-        (dict(variant="dropout_shortcut", dropout_rescale=True), 1.0),
+        (dict(shortcut_variant="identity"), 1.0),
+        (dict(shortcut_variant="constant_scaling", shortcut_scale=0.5, residual_scale=0.5), 0.5),
+        (dict(shortcut_variant="constant_scaling", shortcut_scale=0.0), 0.0),
+        (dict(shortcut_variant="exclusive_gating", gate_bias=-6.0), 1 - jax.nn.sigmoid(-6.0)),
+        (dict(shortcut_variant="shortcut_only_gating", gate_bias=0.0), 0.5),
+        # test time, plain masking: expectation 0.5
+        (dict(shortcut_variant="dropout_shortcut"), 0.5),
+        (dict(shortcut_variant="dropout_shortcut", dropout_rescale=True), 1.0),
     ],
 )
 def test_table1_shortcut_scales(kwargs, expected_scale):
@@ -123,14 +124,14 @@ def test_table1_shortcut_scales(kwargs, expected_scale):
 
 
 def test_gate_bias_is_initialized_to_b_g():
-    _, v = init_apply(make_unit("original", variant="exclusive_gating", gate_bias=-7.0), X,
+    _, v = init_apply(make_unit("original", shortcut_variant="exclusive_gating", gate_bias=-7.0), X,
                       train=False)  # fmt: skip
     np.testing.assert_array_equal(v["params"]["conv_gate"]["bias"], -7.0)
 
 
 def test_residual_scale_acts_on_f_output():
     """A scale on F's output survives (a scale before its BN would be undone)."""
-    kw = dict(variant="constant_scaling", shortcut_scale=0.0)
+    kw = dict(shortcut_variant="constant_scaling", shortcut_scale=0.0)
     full, _ = init_apply(make_unit("original", residual_scale=1.0, **kw), X, train=True)
     half, _ = init_apply(make_unit("original", residual_scale=0.5, **kw), X, train=True)
     np.testing.assert_allclose(half, 0.5 * full, rtol=1e-5, atol=1e-6)
@@ -138,7 +139,7 @@ def test_residual_scale_acts_on_f_output():
 
 @pytest.mark.parametrize("rescale,kept_value", [(False, 1.0), (True, 2.0)])
 def test_dropout_shortcut_at_train_time(rescale, kept_value):
-    unit = make_unit("original", variant="dropout_shortcut", dropout_rescale=rescale)
+    unit = make_unit("original", shortcut_variant="dropout_shortcut", dropout_rescale=rescale)
     x = jnp.ones((4, 8, 8, 8))
     y, _ = init_apply(unit, x, train=True, mutate=zero_f_output)
     values = np.unique(np.asarray(y))
@@ -147,7 +148,7 @@ def test_dropout_shortcut_at_train_time(rescale, kept_value):
 
 
 def test_conv_shortcut_on_every_unit():
-    _, v = init_apply(make_unit("original", variant="conv_shortcut"), X, train=False)
+    _, v = init_apply(make_unit("original", shortcut_variant="conv_shortcut"), X, train=False)
     assert v["params"]["conv_shortcut"]["kernel"].shape == (1, 1, 8, 8)
     assert "norm_shortcut" in v["params"]
 

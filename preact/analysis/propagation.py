@@ -36,7 +36,9 @@ respect to those zeros is exactly ``dE/dx_l``.
         --workdirs=/tmp/preact110,/tmp/original110 --bn=running --out=trained.png
 
 A config entry is ``PATH[:ARG][@field=value...]``, e.g.
-``configs/original110.py@model.shortcut_variant=constant_scaling@model.shortcut_scale=0.5``.
+``configs/original110.py@model.unit_options.shortcut_variant=constant_scaling@model.unit_options.shortcut_scale=0.5``
+(the keys of ``model.unit_options``, the unit's own options, may be new; every other field must
+exist).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from preact import configuration, networks, provenance, units
+from preact import cli, configuration, networks, provenance, units
 
 BN_MODES = ("batch", "running")
 JIT_MAX_UNITS = 60  # see unit_signals
@@ -70,11 +72,13 @@ PAPER_NETWORKS = (
     ("configs/original110.py", "original-110"),
     ("configs/preact110.py", "pre-act-110"),
     (
-        "configs/original110.py@model.shortcut_variant=constant_scaling@model.shortcut_scale=0.5",
+        "configs/original110.py@model.unit_options.shortcut_variant=constant_scaling"
+        "@model.unit_options.shortcut_scale=0.5",
         "original-110, lambda=0.5",
     ),
     (
-        "configs/original110.py@model.shortcut_variant=exclusive_gating@model.gate_bias=-6.0",
+        "configs/original110.py@model.unit_options.shortcut_variant=exclusive_gating"
+        "@model.unit_options.gate_bias=-6.0",
         "original-110, exclusive gating b_g=-6",
     ),
     ("configs/original164.py", "original-164"),
@@ -274,7 +278,7 @@ def load_config(spec: str) -> tuple[ml_collections.ConfigDict, str]:
         *parents, leaf = field.split(".")
         for parent in parents:
             target = target[parent]
-        if leaf not in target:
+        if leaf not in target and ".".join(parents) not in cli.OPEN_FIELDS:
             raise ValueError(f"unknown config field {field!r} in {spec!r}")
         target[leaf] = value
     if overrides:

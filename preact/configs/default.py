@@ -48,22 +48,17 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.model.depth = 110
     c.model.block = "basic"  # basic (6n+2) | bottleneck (9n+2) | one_layer (3n+2)
     c.model.unit = "full_preact"  # original | bn_after_add | relu_before_add | relu_preact
-    # Fields of the unit class, passed to every unit: the options of a unit of your own
-    # (preact.units.register_unit); the original unit's Table 1 options are the fields below.
+    # Fields of the unit class, passed to every unit and checked by it (preact.units). The
+    # original unit's are Table 1's shortcuts: shortcut_variant (identity | constant_scaling |
+    # exclusive_gating | shortcut_only_gating | conv_shortcut | dropout_shortcut),
+    # shortcut_scale, residual_scale, gate_bias (None: -6), dropout_rate, dropout_rescale,
+    # conv_shortcut_norm; a unit of your own (preact.units.register_unit) has its own. Set from
+    # the command line as one dict: --config.model.unit_options="{'shortcut_variant': ...}".
     c.model.unit_options = ml_collections.ConfigDict()
     c.model.width = config_dict.placeholder(int)  # conv1 channels; None: 16 CIFAR, 64 ImageNet
     # Shortcut of a dimension-changing unit; None: the paper's (zero_pad for basic and one-layer
     # nets = option A, projection for bottleneck nets = option B).
     c.model.downsample_shortcut = config_dict.placeholder(str)
-    # Table 1 variants of the original unit.
-    c.model.shortcut_variant = "identity"  # constant_scaling | exclusive_gating |
-    #   shortcut_only_gating | conv_shortcut | dropout_shortcut
-    c.model.shortcut_scale = 1.0  # lambda on the shortcut (constant_scaling)
-    c.model.residual_scale = 1.0  # scale on F (constant_scaling)
-    c.model.gate_bias = config_dict.placeholder(float)  # b_g of the gated variants (None: -6)
-    c.model.dropout_rate = 0.5
-    c.model.dropout_rescale = False  # False: plain masking, expected scale 0.5 as the paper says
-    c.model.conv_shortcut_norm = True
     c.model.bottleneck_stride = "first_1x1"  # first_1x1 (resnet-1k-layers) | 3x3 (fb.resnet)
     c.model.scan = True  # identical units of a stage under nn.scan (fast compile)
     c.model.remat = False

@@ -4,11 +4,13 @@ r"""Original (post-activation) ResNet-110 on CIFAR-10: the baseline of Tables 1-
     python train.py --config=configs/original110.py --config.dataset=cifar100 --workdir=/tmp/original110_c100
     python train.py --config=configs/original110.py:torch --workdir=/tmp/original110_torch   # Torch recipe
 
-Should reproduce: 6.61% CIFAR-10 (Tables 1-3). The Table 1 rows: --config.model.shortcut_variant=constant_scaling
---config.model.shortcut_scale=0.5 --config.model.residual_scale=0.5 (12.35%), exclusive_gating
---config.model.gate_bias=-6 (8.70%), shortcut_only_gating with gate_bias=0 (12.86%) or -6 (6.91%),
-conv_shortcut (12.22%), dropout_shortcut (fail). Table 2: --config.model.unit=bn_after_add (8.17%),
-relu_before_add (7.84%), relu_preact (6.71%).
+Should reproduce: 6.61% CIFAR-10 (Tables 1-3). The Table 1 rows are the original unit's options,
+set as one dict (preact.units.OriginalUnit), e.g.
+--config.model.unit_options="{'shortcut_variant': 'constant_scaling', 'shortcut_scale': 0.5,
+'residual_scale': 0.5}" (12.35%); 'exclusive_gating' with 'gate_bias': -6 (8.70%);
+'shortcut_only_gating' with 'gate_bias' 0 (12.86%) or -6 (6.91%); 'conv_shortcut' (12.22%);
+'dropout_shortcut' (fail). Table 2: --config.model.unit=bn_after_add (8.17%), relu_before_add
+(7.84%), relu_preact (6.71%).
 """
 
 from preact.configs import default

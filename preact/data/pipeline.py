@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from preact.data import cifar, digits, mnist, normalize, tfds_source
+from preact.data import datasets, mnist, normalize, tfds_source
 from preact.data.arrays import InMemoryDataset
 from preact.data.base import InputPipeline
 from preact.data.device_pipeline import DevicePipeline
@@ -31,7 +31,6 @@ DATA_SOURCES = ("auto", "archive", "tfds")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 AUGMENTS = ("pad_crop_flip", "none", "scale_jitter", "inception_crop")
 _STREAMING_AUGMENTS = ("scale_jitter", "inception_crop")
-_ARCHIVE_DATASETS = (*cifar.ARCHIVES, *mnist.SOURCES)  # read from their official files
 _STAT_SAMPLE = 500  # images read to estimate per-channel statistics of an unknown streamed set
 
 log = logging.getLogger(__name__)
@@ -240,23 +239,22 @@ def _data_dir(settings: DataSettings) -> Path:
 def _find_data(settings: DataSettings) -> InMemoryDataset | tfds_source.TfdsDataset:
     """Finds the data `settings` name: arrays in host memory, or TFDS random-access sources."""
     name, source = settings.dataset, settings.data_source
-    if name == "digits":
+    entry = datasets.DATASETS.get(name)  # None: another TFDS dataset (config.num_classes)
+    if entry is not None and not entry.tfds:
         if source != "auto":
-            raise DataError(f"config.data_source must be 'auto' for 'digits', got {source!r}")
-        return digits.load()
-    if source == "archive" and name not in _ARCHIVE_DATASETS:
+            raise DataError(f"config.data_source must be 'auto' for {name!r}, got {source!r}")
+        return entry.load(_data_dir(settings))
+    readers = tuple(n for n, d in datasets.DATASETS.items() if d.has_reader and d.tfds)
+    if source == "archive" and name not in readers:
         raise DataError(
             f"config.data_source = 'archive' needs a dataset with an official archive "
-            f"{_ARCHIVE_DATASETS}, got {name!r}"
+            f"{readers}, got {name!r}"
         )
     data_dir = _data_dir(settings)
-    if name in _ARCHIVE_DATASETS and source != "tfds":
-        if name in mnist.SOURCES:
-            has_files, load = mnist.find_copy(name, data_dir) is not None, mnist.load
-        else:
-            has_files, load = cifar.find_archive(name, data_dir) is not None, cifar.load
+    if entry is not None and entry.has_reader and source != "tfds":
+        has_files = entry.find_copy is None or entry.find_copy(data_dir) is not None
         if source == "archive" or has_files or not tfds_source.is_prepared(name, data_dir):
-            return load(name, data_dir)
+            return entry.load(data_dir)
     return tfds_source.open_dataset(
         name, data_dir, train_split=settings.train_split, eval_split=settings.eval_split
     )
