@@ -76,6 +76,22 @@ def test_documented_overrides_work_on_every_config(path):
     assert settings.train_split == "train[:45000]" and settings.num_data_workers == 4
 
 
+@pytest.mark.parametrize("path", CONFIG_FILES)
+def test_open_dicts_are_overridden_whole_on_every_config(path):
+    """``model.unit_options`` and ``optimizer_kwargs`` hold the options of a part chosen by name;
+    the command line sets them as one dict (their keys cannot be declared in advance)."""
+    config = _parse(
+        path,
+        "--config.model.unit=original",
+        "--config.model.unit_options={'shortcut_variant': 'exclusive_gating', 'gate_bias': -7.0}",
+        "--config.optimizer=adamw",
+        "--config.optimizer_kwargs={'b1': 0.8, 'weight_decay': 0.0}",
+    )
+    model = configuration.validate(config, num_devices=8)
+    assert dict(model.unit_options) == {"shortcut_variant": "exclusive_gating", "gate_bias": -7.0}
+    assert config.optimizer_kwargs.to_dict() == {"b1": 0.8, "weight_decay": 0.0}
+
+
 def test_num_data_workers_zero_means_the_machine_s_cores():
     settings = pipeline.read_settings(_parse("configs/default.py"))
     assert settings.num_data_workers == min(16, os.cpu_count() or 1)

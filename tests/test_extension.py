@@ -1,5 +1,6 @@
-"""A residual unit defined outside the package, with an option of its own, selected by config
-alone: the network applies the Appendix rules the unit declares, and it trains."""
+"""Extension points used from outside the package: a residual unit with an option of its own,
+selected by config alone (the network applies the Appendix rules the unit declares, and it
+trains), and a dataset of one's own, one registry entry."""
 
 import flax.linen as nn
 import jax
@@ -8,6 +9,8 @@ import numpy as np
 import pytest
 
 from preact import configuration, networks, training, units
+from preact.data import datasets
+from preact.data.arrays import InMemoryDataset, LabeledImages
 from tests.helpers import key, tiny_config
 
 
@@ -75,3 +78,43 @@ def test_new_unit_trains_from_a_config(tmp_path):
     assert model.unit_options["alpha"] == 0.5
     result = training.train_and_evaluate(config, str(tmp_path / "work"))
     assert result["step"] == 2 and jnp.isfinite(result["train_loss"])
+
+
+def _blobs(n: int, seed: int) -> LabeledImages:
+    """Class c is a 6x6 grey image of brightness 40 * c, plus noise: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n).astype(np.int32)
+    images = 40.0 * labels[:, None, None, None] + rng.normal(60.0, 8.0, (n, 6, 6, 1))
+    return LabeledImages(np.clip(images, 0, 255).astype(np.uint8), labels)
+
+
+@pytest.mark.slow
+def test_new_dataset_is_one_registry_entry(tmp_path):
+    """A dataset of one's own: one ``datasets.register`` call, then a config names it."""
+    entry = datasets.register(
+        datasets.Dataset(
+            name="grey_blobs",
+            title="grey blobs",
+            num_classes=3,
+            image_shape=(6, 6, 1),
+            splits={"train": 96, "test": 48},
+            load=lambda data_dir: InMemoryDataset(
+                "grey_blobs", _blobs(96, 0), _blobs(48, 1), 3, "grey blobs, generated"
+            ),
+            tfds=False,
+        )
+    )
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            datasets.register(entry)
+        config = tiny_config(num_train_steps=3)
+        config.dataset = "grey_blobs"
+        config.random_flip = False
+        config.crop_padding = 1
+        config.batch_size = config.eval_batch_size = 16
+        model = configuration.validate(config, num_devices=len(jax.local_devices()))
+        assert model.num_classes == 3
+        result = training.train_and_evaluate(config, str(tmp_path / "work"))
+        assert result["step"] == 3 and 0.0 <= result["test_error"] <= 100.0
+    finally:
+        del datasets.DATASETS["grey_blobs"]

@@ -246,6 +246,18 @@ def _one_line_error(out):
         ("--config.batch_size=0", "batch_size=0 must be a positive multiple"),
         ("--config.keep_checkpoints=0", "keep_checkpoints=0 must be an integer of at least 1"),
         ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
+        # the open dicts are set whole; a dotted key gets the form that works
+        (
+            "--config.model.unit_options.alpha=0.5",
+            "the keys of config.model.unit_options are set as one dict, e.g. "
+            "--config.model.unit_options=\"{'alpha': ...}\"",
+        ),
+        ("--config.optimizer_kwargs.b1=0.9", "--config.optimizer_kwargs=\"{'b1': ...}\""),
+        (
+            "--config.model.unit_options={'shortcut_variant': 'constant_scaling'}",
+            "unit_options ['shortcut_variant'] are not fields of unit 'full_preact'",
+        ),
+        ("--config.optimizer_kwargs={'b3': 1.0}", "optimizer 'sgd' with"),
     ],
 )
 def test_a_bad_override_exits_2_with_one_line(tmp_path, script, flag, message):
