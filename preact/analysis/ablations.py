@@ -427,6 +427,9 @@ def table_markdown(
     data: str = "fashion_mnist",
 ) -> str:
     """The table in markdown; ``data`` names the dataset the runs trained on."""
+    from preact.data import datasets
+
+    title = datasets.get(data).title
     nets = {k: scale.network(k) for k in ("basic", "bottleneck", "deep", "one_layer")}
 
     def name(kind: str) -> str:
@@ -439,7 +442,7 @@ def table_markdown(
             f"Table 1 (shortcuts on the original unit), ours: {name('basic')}; paper: "
             "ResNet-110 on CIFAR-10.",
             "",
-            f"| case | on shortcut | on F | paper: CIFAR-10 error (%) | ours: {data} error % "
+            f"| case | on shortcut | on F | paper: CIFAR-10 error (%) | ours: {title} error % "
             "(train loss) |",
             "|---|---|---|---|---|",
         ]
@@ -481,7 +484,7 @@ def table_markdown(
             )
         lines.append(
             "| CIFAR-100 rows (ResNet-164, ResNet-1001) | 25.16, 27.82 | 24.33, 22.71 | "
-            f"not run: {data} has 10 classes | | |"
+            f"not run: {title} has 10 classes | | |"
         )
     else:
         raise ValueError(f"unknown table {table}; valid: {TABLES}")
@@ -521,6 +524,9 @@ def table_figure(
 ) -> str | None:
     """The paper's figure for a table, from each variant's median-seed run."""
     from preact.analysis import curves
+    from preact.data import datasets
+
+    data = datasets.get(data).title
 
     def run(key: str, label: str | None = None) -> curves.Run | None:
         if key not in results:
