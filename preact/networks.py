@@ -189,6 +189,8 @@ class ResNet(nn.Module):
     conv_init_mode: str = "fan_out"
 
     def __post_init__(self) -> None:
+        # A plain dict would make the module unhashable, and jit takes it as a static argument.
+        object.__setattr__(self, "unit_options", flax.core.FrozenDict(self.unit_options))
         _validate(self)
         super().__post_init__()
 
