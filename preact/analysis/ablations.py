@@ -1,6 +1,6 @@
 r"""The ablations of Tables 1-3, re-run at a reduced scale on real offline data (Fashion-MNIST).
 
-    nice python -m preact.analysis.ablations --table=1 --out=docs/   # ~35 min on 2 CPU cores
+    nice python -m preact.analysis.ablations --table=1 --out=docs/   # 44 min on 2 CPU cores
     python -m preact.analysis.ablations --base_config=configs/smoke.py --steps=100 --out=/tmp/a
 
 The paper's tables are CIFAR-10 ResNet-110/164/1001, median of 5 runs of 64k iterations: days of
@@ -22,10 +22,10 @@ sets the network and schedule below on it. What is reduced, and what is kept:
   /10 at 50% and 75% of training) at batch 64 for 400 steps: 25,600 images, 0.43 epoch. That
   is an early stage of training, where the optimization differences the paper shows (Fig. 1,
   3, 6) are plain, not its converged numbers. The paper warms up for 400 iterations (one CIFAR
-  epoch); a run this short has no epoch to spare and warms up for its first 1/15.
+  epoch); a run this short has no epoch to spare and warms up for its first 1/15. The test
+  error is measured once, at the end, on all 10,000 test images (one image = 0.01%).
 * seeds: one per variant by default (``--seeds``): 2 CPU cores afford 54-unit nets or seeds,
   not both. The noise level comes from extra seeds of a few variants (docs/ablations.md).
-  The test error is measured once, at the end, on all 10,000 test images (one image = 0.01%).
 * "fail", as in Table 1: a run that diverged (``on_divergence='stop'`` records it) or ends above
   :data:`FAIL_ERROR` percent test error. The paper's fail is above 20% on CIFAR-10, three
   times its 6.6% baseline, for runs that could not be optimized. Our baseline ended a pilot
