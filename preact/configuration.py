@@ -58,6 +58,7 @@ def build_model(config: ml_collections.ConfigDict) -> networks.ResNet:
         num_classes=dataset_info(config).num_classes,
         dtype=config.dtype,
         bn_axis_name=bn_axis_name(config),
+        bn_ordered_reductions=config.deterministic_reductions,
     )
 
 

@@ -40,7 +40,7 @@ def run(config, workdir: str, step: int | None = None) -> dict:
     with training.bad_input():
         pipeline = data.make_pipeline(config)
     state = training.replicate(state)
-    p_eval_step = training.parallel(training.eval_step)
+    p_eval_step = training.make_eval_step(config)
     results: dict = {"step": restored_step, "experiment": config.experiment}
     for i, name in enumerate(pipeline.eval_names):
         r = training.evaluate(p_eval_step, state, pipeline.eval_batches(name))

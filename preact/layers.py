@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from preact import reductions
+
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -136,39 +138,44 @@ _conv_stride1.defvjp(_conv_stride1_fwd, _conv_stride1_bwd)
 # BatchNorm + ReLU
 
 
-def _batch_stats(x: jax.Array, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
+def _batch_stats(
+    x: jax.Array, axis_name: str | None, ordered: bool = False
+) -> tuple[jax.Array, jax.Array]:
     """Per-channel mean and variance in float32, as ``nn.BatchNorm`` computes them (E[x^2] -
-    E[x]^2 clipped at 0; one ``pmean`` of both moments when synchronized)."""
+    E[x]^2 clipped at 0; one ``pmean`` of both moments when synchronized, in device order with
+    ``ordered``: :mod:`preact.reductions`)."""
     x32 = x.astype(jnp.promote_types(x.dtype, jnp.float32))
     axes = tuple(range(x.ndim - 1))
     mu, mu2 = x32.mean(axes), lax.square(x32).mean(axes)
     if axis_name is not None:
-        mu, mu2 = lax.pmean(jnp.stack([mu, mu2]), axis_name)
+        mu, mu2 = reductions.pmean(jnp.stack([mu, mu2]), axis_name, ordered=ordered)
     return mu, jnp.maximum(0.0, mu2 - lax.square(mu))
 
 
-def _normalize_relu(x, mean, var, scale, bias, epsilon, dtype):
-    """Flax's ``_normalize`` (same operations, same order), then ReLU."""
+def _normalize_relu(x, mean, var, scale, bias, epsilon, dtype, relu=True):
+    """Flax's ``_normalize`` (same operations, same order), then ReLU (unless ``relu=False``)."""
     y = x - mean
     mul = lax.rsqrt(var + epsilon) * scale
     y = y * mul + bias
-    return nn.relu(jnp.asarray(y, dtype))
+    y = jnp.asarray(y, dtype)
+    return nn.relu(y) if relu else y
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def _bn_relu_train(x, scale, bias, epsilon, axis_name):
-    mean, var = _batch_stats(x, axis_name)
-    return _normalize_relu(x, mean, var, scale, bias, epsilon, x.dtype), mean, var
+# nondiff: epsilon, axis_name, relu, ordered (the last two are static switches of the layer).
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4, 5, 6))
+def _bn_relu_train(x, scale, bias, epsilon, axis_name, relu=True, ordered=False):
+    mean, var = _batch_stats(x, axis_name, ordered)
+    return _normalize_relu(x, mean, var, scale, bias, epsilon, x.dtype, relu), mean, var
 
 
-def _bn_relu_train_fwd(x, scale, bias, epsilon, axis_name):
-    mean, var = _batch_stats(x, axis_name)
-    y = _normalize_relu(x, mean, var, scale, bias, epsilon, x.dtype)
+def _bn_relu_train_fwd(x, scale, bias, epsilon, axis_name, relu=True, ordered=False):
+    mean, var = _batch_stats(x, axis_name, ordered)
+    y = _normalize_relu(x, mean, var, scale, bias, epsilon, x.dtype, relu)
     # Saved for the backward pass: x in its own dtype, two per-channel vectors and the params.
     return (y, mean, var), (_pack(x), mean, lax.rsqrt(var + epsilon), scale, bias)
 
 
-def _bn_relu_train_bwd(epsilon, axis_name, res, cotangents):
+def _bn_relu_train_bwd(epsilon, axis_name, relu, ordered, res, cotangents):
     # The mean and variance outputs only feed the running averages, which are not
     # differentiated; their cotangents are zero and are ignored.
     g, _, _ = cotangents
@@ -176,15 +183,16 @@ def _bn_relu_train_bwd(epsilon, axis_name, res, cotangents):
     x = _unpack(x, g.dtype)
     x32 = x.astype(jnp.float32)
     xhat = (x32 - mean) * rstd
-    z = xhat * scale + bias
-    gz = jnp.where(z > 0, g.astype(jnp.float32), 0.0)
+    gz = g.astype(jnp.float32)
+    if relu:
+        gz = jnp.where(xhat * scale + bias > 0, gz, 0.0)
     axes = tuple(range(x.ndim - 1))
     dbias, dscale = gz.sum(axes), (gz * xhat).sum(axes)
     count = x.size // x.shape[-1]
     sums = jnp.stack([dbias, dscale])
     if axis_name is not None:
         # The statistics are global: every device's x moves every device's output.
-        sums = lax.psum(sums, axis_name)
+        sums = reductions.psum(sums, axis_name, ordered=ordered)
         count = count * lax.psum(1, axis_name)
     dx = (scale * rstd) * (gz - (sums[0] + xhat * sums[1]) / count)
     return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
@@ -207,6 +215,9 @@ class BatchNormReLU(nn.Module):
     dtype: Any = None
     param_dtype: Any = jnp.float32
     axis_name: str | None = None
+    # Synchronized statistics summed in one fixed device order (preact.reductions).
+    ordered_reductions: bool = False
+    relu: bool = True  # False: BatchNorm alone (the class BatchNorm below)
 
     @nn.compact
     def __call__(self, x: jax.Array, use_running_average: bool | None = None) -> jax.Array:
@@ -221,11 +232,26 @@ class BatchNormReLU(nn.Module):
         dtype = self.dtype or x.dtype
         x = jnp.asarray(x, dtype)
         if use_running_average:
-            return _normalize_relu(x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, dtype)
+            return _normalize_relu(
+                x, ra_mean.value, ra_var.value, scale, bias, self.epsilon, dtype, self.relu
+            )
         # As nn.BatchNorm: no cross-device statistics and no running update while initializing.
         axis_name = None if self.is_initializing() else self.axis_name
-        y, mean, var = _bn_relu_train(x, scale, bias, self.epsilon, axis_name)
+        y, mean, var = _bn_relu_train(
+            x, scale, bias, self.epsilon, axis_name, self.relu, self.ordered_reductions
+        )
         if not self.is_initializing():
             ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
             ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
         return y
+
+
+class BatchNorm(BatchNormReLU):
+    """``nn.BatchNorm`` (channels last) with the same memory-lean backward and no ReLU.
+
+    Same variables as ``nn.BatchNorm``. The networks use it only where synchronized statistics
+    must be reduced in a fixed device order (``config.deterministic_reductions``), which stock
+    ``nn.BatchNorm``'s ``lax.pmean`` cannot do.
+    """
+
+    relu: bool = False

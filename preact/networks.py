@@ -165,6 +165,8 @@ class ResNet(nn.Module):
       dtype: compute dtype; parameters and BN statistics stay float32, logits come out float32.
       bn_momentum: Flax's momentum, the weight of the old running average (0.9 = Torch's 0.1).
       bn_axis_name: the device axis to synchronize BN statistics over (None: per device).
+      bn_ordered_reductions: synchronized BN statistics summed over devices in one fixed order
+        (:mod:`preact.reductions`), bit-identical on every process layout.
       conv_init_mode: ``fan_out`` or ``fan_in`` He-normal init.
     """
 
@@ -186,6 +188,7 @@ class ResNet(nn.Module):
     bn_momentum: float = 0.9
     bn_epsilon: float = 1e-5
     bn_axis_name: str | None = None
+    bn_ordered_reductions: bool = False
     conv_init_mode: str = "fan_out"
 
     def __post_init__(self) -> None:
@@ -240,7 +243,13 @@ class ResNet(nn.Module):
     def _layers(self) -> dict[str, ModuleDef]:
         """The configured conv and norm layers every unit receives."""
         conv = units_lib.conv_partial(self.dtype, self.conv_init_mode)
-        bn = (self.dtype, self.bn_momentum, self.bn_epsilon, self.bn_axis_name)
+        bn = (
+            self.dtype,
+            self.bn_momentum,
+            self.bn_epsilon,
+            self.bn_axis_name,
+            self.bn_ordered_reductions,
+        )
         scan_conv = conv
         if self._canonical_conv_grad():
             scan_conv = functools.partial(conv, conv_general_dilated=layers_lib.canonical_grad_conv)
@@ -388,6 +397,7 @@ def create_model(
     num_classes: int,
     dtype: str = "float32",
     bn_axis_name: str | None = None,
+    bn_ordered_reductions: bool = False,
 ) -> ResNet:
     """The network a config's ``model`` section describes (see ``configs/default.py``)."""
     cfg = dict(model_config)
@@ -399,7 +409,12 @@ def create_model(
     depth = cfg.pop("depth")
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: {tuple(DTYPES)}")
-    common = dict(num_classes=num_classes, dtype=DTYPES[dtype], bn_axis_name=bn_axis_name)
+    common = dict(
+        num_classes=num_classes,
+        dtype=DTYPES[dtype],
+        bn_axis_name=bn_axis_name,
+        bn_ordered_reductions=bn_ordered_reductions,
+    )
     for field in ("width", "downsample_shortcut"):  # None: the family's default
         if cfg.get(field) is None:
             cfg.pop(field, None)

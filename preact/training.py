@@ -26,7 +26,15 @@ import optax
 from flax.training import train_state
 from jax.experimental import multihost_utils
 
-from preact import checkpointing, configuration, optim, provenance, stopping, tensorboard
+from preact import (
+    checkpointing,
+    configuration,
+    optim,
+    provenance,
+    reductions,
+    stopping,
+    tensorboard,
+)
 from preact import metrics as metrics_lib
 from preact import workdir as workdir_lib
 
@@ -107,8 +115,14 @@ def train_step(
     learning_rate_fn: Callable[[Any], Any],
     seed: int,
     rng_impl: str = "threefry2x32",
+    ordered: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One SGD step on this device's share of the batch; call it through :func:`parallel`."""
+    """One SGD step on this device's share of the batch; call it through :func:`parallel`.
+
+    ``ordered``: every mean over devices in one fixed device order (``deterministic_reductions``,
+    :mod:`preact.reductions`), bit-identical on every process layout.
+    """
+    pmean = functools.partial(reductions.pmean, axis_name=AXIS, ordered=ordered)
     # Dropout (the dropout-shortcut variant) draws from (seed, step, device): a pure function of
     # the step, so a resumed run draws the same masks.
     rng = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed, impl=rng_impl), state.step),
@@ -127,14 +141,14 @@ def train_step(
         return loss, (new_model_state["batch_stats"], logits)
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    grads = jax.lax.pmean(grads, AXIS)
+    grads = pmean(grads)
     # Synchronized BN already gives every device the same statistics; with per-device statistics
     # the running averages differ and the state keeps their mean.
-    batch_stats = jax.lax.pmean(batch_stats, AXIS)
+    batch_stats = pmean(batch_stats)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
 
-    loss = jax.lax.pmean(loss, AXIS)
-    error = jax.lax.pmean(jnp.mean(jnp.argmax(logits, -1) != batch["label"]), AXIS)
+    loss = pmean(loss)
+    error = pmean(jnp.mean(jnp.argmax(logits, -1) != batch["label"]))
     finite = jnp.isfinite(loss) & jnp.all(
         jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)])
     )
@@ -149,8 +163,11 @@ def train_step(
     return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Sums over this device's (padded) share of an eval batch, summed over devices."""
+def eval_step(
+    state: TrainState, batch: dict[str, jax.Array], *, ordered: bool = False
+) -> dict[str, jax.Array]:
+    """Sums over this device's (padded) share of an eval batch, summed over devices (in device
+    order with ``ordered``)."""
     logits = state.apply_fn(
         {"params": state.params, "batch_stats": state.batch_stats}, batch["image"], train=False
     )
@@ -166,7 +183,7 @@ def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.A
         "top5_errors": jnp.sum((~topk) * mask),
         "count": jnp.sum(mask),
     }
-    return jax.lax.psum(sums, AXIS)
+    return reductions.psum(sums, AXIS, ordered=ordered)
 
 
 def parallel(fn: Callable[..., Any], devices: list[Any] | None = None) -> Callable[..., Any]:
@@ -192,7 +209,13 @@ def make_train_step(config: ml_collections.ConfigDict, devices: list[Any] | None
         learning_rate_fn=optim.learning_rate_schedule(config),
         seed=config.seed,
         rng_impl=config.rng_impl,
+        ordered=config.deterministic_reductions,
     )
+    return parallel(step, devices)
+
+
+def make_eval_step(config: ml_collections.ConfigDict, devices: list[Any] | None = None):
+    step = functools.partial(eval_step, ordered=config.deterministic_reductions)
     return parallel(step, devices)
 
 
@@ -354,7 +377,7 @@ def _train(
     state = replicate(state)
 
     p_train_step = make_train_step(config)
-    p_eval_step = parallel(eval_step)
+    p_eval_step = make_eval_step(config)
     last: dict[str, Any] = {"step": start_step}
     step = start_step
     pending: list[dict[str, jax.Array]] = []

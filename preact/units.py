@@ -448,16 +448,38 @@ def conv_partial(dtype: Any, init_mode: str = "fan_out") -> ModuleDef:
 
 
 def norm_partial(
-    dtype: Any, momentum: float, epsilon: float, axis_name: str | None, *, fused_relu: bool = False
+    dtype: Any,
+    momentum: float,
+    epsilon: float,
+    axis_name: str | None,
+    ordered_reductions: bool = False,
+    *,
+    fused_relu: bool = False,
 ) -> ModuleDef:
     """BatchNorm with gamma=1, beta=0 at init, statistics kept in float32; with ``fused_relu``,
     BN followed by ReLU as one layer (:class:`preact.layers.BatchNormReLU`, same variables).
 
+    Synchronized statistics (``axis_name``) with ``ordered_reductions`` are summed over devices
+    in one fixed order (:mod:`preact.reductions`), which needs the project's own
+    :class:`preact.layers.BatchNorm` where stock ``nn.BatchNorm`` would be used (same variables).
+
     Flax's ``momentum`` is the weight of the old running average: Torch's momentum 0.1 is Flax's
     0.9.
     """
+    ordered = axis_name is not None and ordered_reductions
+    if fused_relu or ordered:
+        layer = layers_lib.BatchNormReLU if fused_relu else layers_lib.BatchNorm
+        return functools.partial(
+            layer,
+            momentum=momentum,
+            epsilon=epsilon,
+            dtype=dtype,
+            param_dtype=jnp.float32,
+            axis_name=axis_name,
+            ordered_reductions=ordered,
+        )
     return functools.partial(
-        layers_lib.BatchNormReLU if fused_relu else nn.BatchNorm,
+        nn.BatchNorm,
         momentum=momentum,
         epsilon=epsilon,
         dtype=dtype,

@@ -146,6 +146,25 @@ def test_batch_is_a_pure_function_of_seed_and_step():
     assert device_pipeline._train_batch._cache_size() == compiled  # steps and epochs never retrace
 
 
+def test_every_epoch_draws_a_new_order_without_repeats():
+    """Each epoch visits distinct examples, in an order of its own: a pipeline that reused one
+    permutation (the epoch left out of the order's key) would show every epoch the same
+    sequence of batches."""
+    pipeline = build(padding=0, flip=False)  # untouched images: each one names its example
+    source = NORM(DATA.train.images).reshape(N_TRAIN, -1)
+    orders = []
+    for epoch in range(3):
+        order = []
+        for i in range(pipeline.steps_per_epoch):
+            images = global_batch(pipeline.train_batch(epoch * pipeline.steps_per_epoch + i))
+            for image in images["image"].reshape(len(images["image"]), -1):
+                (match,) = np.flatnonzero(np.all(source == image, axis=1))
+                order.append(int(match))
+        assert len(set(order)) == len(order) == pipeline.steps_per_epoch * 16  # no repeats
+        orders.append(order)
+    assert orders[0] != orders[1] and orders[1] != orders[2] and orders[0] != orders[2]
+
+
 @pytest.mark.parametrize("num_devices", [n for n in DEVICE_COUNTS if n > 1] or [None])
 def test_same_global_batch_on_one_or_many_devices(num_devices):
     if num_devices is None:

@@ -14,6 +14,7 @@ import time
 
 import chex
 import jax
+import numpy as np
 import pytest
 
 from preact import training
@@ -33,11 +34,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _env(i, port, slurm, cache):
+def _env(i, port, slurm, cache, devices=DEVICES_PER_PROCESS):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "JAX_"))}
     env.update(
         JAX_PLATFORMS="cpu",
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={DEVICES_PER_PROCESS}",
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
         PYTHONUNBUFFERED="1",
         # Later launches reuse the first one's compiled programs: the test's time is CPU time.
         JAX_COMPILATION_CACHE_DIR=str(cache),
@@ -51,11 +52,16 @@ def _env(i, port, slurm, cache):
     return env
 
 
+def _command(script):
+    """``train.py`` (a file in the checkout) or ``-m tests.layout_probe`` (a module)."""
+    return [os.path.join(ROOT, script)] if script.endswith(".py") else ["-m", script]
+
+
 class Launch:
     """Two processes of one script; ``slurm`` picks how they find each other (cluster
     detection, or the explicit --coordinator_address/--num_processes/--process_id flags)."""
 
-    def __init__(self, tmp_path, name, script, *args, slurm):
+    def __init__(self, tmp_path, name, script, *args, slurm, devices=DEVICES_PER_PROCESS):
         port = _free_port()
         self.procs, self.logs = [], []
         for i in range(2):
@@ -64,8 +70,8 @@ class Launch:
             log = open(tmp_path / f"{name}.{i}.log", "w+")  # noqa: SIM115 - closed in finish
             self.logs.append(log)
             self.procs.append(subprocess.Popen(
-                [sys.executable, os.path.join(ROOT, script), *args, *how],
-                cwd=ROOT, env=_env(i, port, slurm, tmp_path / "jax-cache"), stdout=log,
+                [sys.executable, *_command(script), *args, *how], cwd=ROOT,
+                env=_env(i, port, slurm, tmp_path / "jax-cache", devices), stdout=log,
                 stderr=subprocess.STDOUT,
             ))  # fmt: skip
         self.deadline = time.monotonic() + TIMEOUT
@@ -178,3 +184,101 @@ def test_two_processes_train_stop_resume_and_evaluate_like_one(tmp_path):
     for a, b in zip(records, read_metrics(reference), strict=True):
         assert a["step"] == b["step"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+# Exact multi-host: one process with 4 devices and two processes with 2 devices each run the
+# same global batches through the same reductions (config.deterministic_reductions).
+EXACT = [*FLAGS, "--config.deterministic_reductions=True", "--config.eval_every_steps=10",
+         "--config.checkpoint_every_steps=10", "--config.keep_checkpoints=5"]  # fmt: skip
+
+
+def _one_process(tmp_path, name, *args, devices=4):
+    """``python <script> args`` as one process with ``devices`` fake CPU devices."""
+    env = _env(0, 0, False, tmp_path / "jax-cache", devices)
+    done = subprocess.run([sys.executable, *_command(args[0]), *args[1:]], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=TIMEOUT)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+
+
+def _two_processes(tmp_path, name, *args, devices=2):
+    with Launch(tmp_path, name, *args, slurm=False, devices=devices) as launch:
+        codes = launch.finish()
+        assert codes == [0, 0], [launch.output(0)[-3000:], launch.output(1)[-3000:]]
+
+
+def _records(workdir):
+    """metrics.jsonl less the throughput, the one field that is a wall-clock measurement."""
+    return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in read_metrics(workdir)]
+
+
+def _checkpoint(workdir, config, step):
+    state, restored, _ = training.restore_for_eval(config, workdir, step)
+    assert restored == step
+    return jax.tree.leaves((state.params, state.batch_stats, state.opt_state))
+
+
+def test_batches_and_initial_parameters_do_not_depend_on_the_process_layout(tmp_path):
+    """Each process's rows of the first batches (and of the first batch of epoch 2) and its
+    initial parameters, saved by tests/layout_probe.py: 2 processes x 2 devices put together
+    are 1 process x 4 devices, bit for bit."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    _one_process(tmp_path, "probe1", "tests.layout_probe", str(one))
+    _two_processes(tmp_path, "probe2", "tests.layout_probe", str(two))
+    whole = np.load(one / "process0.npz")
+    parts = [np.load(two / f"process{i}.npz") for i in range(2)]
+    assert sorted(whole.files) == sorted(parts[0].files) == sorted(parts[1].files)
+    assert sum(k.startswith("step") for k in whole.files) == 6  # 3 steps x (image, label)
+    for key in whole.files:
+        if key.startswith("step"):  # each process holds its half of the global batch
+            assert len(parts[0][key]) == len(parts[1][key]) == len(whole[key]) // 2
+            np.testing.assert_array_equal(np.concatenate([p[key] for p in parts]), whole[key])
+        else:  # every process initializes all the parameters
+            for part in parts:
+                np.testing.assert_array_equal(part[key], whole[key], err_msg=key)
+
+
+def test_deterministic_reductions_give_the_same_run_on_every_layout(tmp_path):
+    """config.deterministic_reductions: 30 steps of the smoke config with evaluations and
+    checkpoints every 10, on 1 process x 4 devices and on 2 processes x 2 devices, write the
+    same metrics.jsonl (every value but the throughput) and bit-identical checkpoints.
+
+    The control, the same two layouts with XLA's all-reduce, must differ somewhere in 30 steps
+    (the sums are rounded in another order): without it this test could pass on a run whose
+    flag never reached the reductions."""
+    config = tiny_config(num_train_steps=30, log_every_steps=1, eval_every_steps=10,
+                         checkpoint_every_steps=10, keep_checkpoints=5,
+                         deterministic_reductions=True)  # fmt: skip
+    runs = {}
+    for exact in (True, False):
+        flags = [*EXACT, "--config.num_train_steps=30",
+                 f"--config.deterministic_reductions={exact}"]  # fmt: skip
+        for layout in ("1x4", "2x2"):
+            workdir = str(tmp_path / f"{layout}-{exact}")
+            args = ["train.py", "--config=configs/smoke.py", f"--workdir={workdir}", *flags]
+            if layout == "1x4":
+                _one_process(tmp_path, f"train-{layout}-{exact}", *args)
+            else:
+                _two_processes(tmp_path, f"train-{layout}-{exact}", *args)
+            runs[layout, exact] = workdir
+
+    a, b = _records(runs["1x4", True]), _records(runs["2x2", True])
+    assert [r["step"] for r in a] == list(range(1, 31))
+    assert sum("test_error" in r for r in a) == 3  # evaluated at steps 10, 20 and 30
+    assert a == b
+    for step in (10, 20, 30):
+        for x, y in zip(_checkpoint(runs["1x4", True], config, step),
+                        _checkpoint(runs["2x2", True], config, step), strict=True):  # fmt: skip
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+    control = tiny_config(num_train_steps=30)
+    differ = [
+        not np.array_equal(np.asarray(x), np.asarray(y))
+        for x, y in zip(
+            _checkpoint(runs["1x4", False], control, 30),
+            _checkpoint(runs["2x2", False], control, 30),
+            strict=True,
+        )  # fmt: skip
+    ]
+    assert any(differ), "XLA's all-reduce gave bit-identical layouts: the control is not one"

@@ -346,3 +346,36 @@ def _whole_images(error_percent, num_images):
     """An error rate in percent that counts whole misclassified images."""
     errors = error_percent * num_images / 100
     return abs(errors - round(errors)) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["dropout_shortcut", "identity"])
+def test_each_device_draws_its_own_dropout_mask(variant):
+    """Two devices given the same images must still drop different shortcuts: the mask's key
+    folds in the device index. With one key for all devices both would compute the same
+    gradient, and the 2-device step would equal the 1-device step on one copy of the images.
+    The identity shortcut (no dropout) is the control: there the two are equal, bit for bit."""
+    options = {"shortcut_variant": variant}
+    if variant == "dropout_shortcut":
+        options["dropout_rate"] = 0.5
+    config = tiny_config()
+    config.model.unit = "original"
+    config.model.unit_options = options
+    model = configuration.build_model(config)
+    state = training.create_train_state(config, model, (8, 8, 1))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(4, 8, 8, 1)).astype(np.float32)
+    labels = rng.integers(0, 10, 4).astype(np.int32)
+    results = []
+    for copies in (1, 2):  # one device with the images, two devices with a copy each
+        devices = jax.local_devices()[:copies]
+        batch = {"image": np.stack([images] * copies), "label": np.stack([labels] * copies)}
+        new_state, _ = training.make_train_step(config, devices)(
+            training.replicate(state, devices), batch
+        )
+        results.append(jax.device_get(new_state.params))
+    same = all(
+        np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1]), strict=True)
+    )
+    assert same == (variant == "identity")

@@ -77,6 +77,11 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     # per_device: BN statistics over each device's share of the batch, as the paper's 2-GPU runs
     # (64 images per GPU); synchronized: over the whole global batch.
     c.bn_statistics = "per_device"
+    # True: gradients, BN statistics and metrics are summed over devices in one fixed device
+    # order (preact/reductions.py), so a run gives bit-identical results on every process layout
+    # with the same device count (1 host x 4 devices = 2 hosts x 2). Costs a gathered copy of
+    # the gradients per device; False: XLA's all-reduce, equal across layouts only to rounding.
+    c.deterministic_reductions = False
 
     # Optimization: SGD with momentum, coupled L2 weight decay (preact/optim.py). Any optax
     # optimizer by name, e.g. optimizer=adamw with optimizer_kwargs b1, b2, weight_decay.
