@@ -5,7 +5,8 @@ so the curves of the paper's Fig. 1, 3 and 6 (training loss and test error again
 can be watched live with ``tensorboard --logdir <workdir>/tensorboard``. The config is recorded
 once as hyperparameters (TensorBoard's HParams dashboard) and as text.
 
-Writing uses ``tensorboardX`` (clu's metric writers import TensorFlow); viewing needs the
+Writing uses ``tensorboardX`` (clu's metric writers import TensorFlow), an optional package: where
+it is not installed the writer is off and says so in one line. Viewing needs the
 ``tensorboard`` package. :func:`read_scalars` reads the event files back with no TensorFlow and
 no TensorBoard, checking every record's CRC.
 """
@@ -13,6 +14,7 @@ no TensorBoard, checking every record's CRC.
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import struct
 import uuid
@@ -42,8 +44,17 @@ class TensorBoardWriter:
 
     def __init__(self, workdir: str, *, enabled: bool = True, purge_step: int | None = None):
         self.logdir = os.path.join(workdir, SUBDIR)
-        self.enabled = enabled
         self._writer = None
+        # tensorboardX is optional: without it the run goes on with metrics.jsonl and the
+        # progress line, and the trainer prints this one line.
+        self.off_reason = None
+        if enabled and importlib.util.find_spec("tensorboardX") is None:
+            self.off_reason = (
+                "tensorboardX is not installed: TensorBoard files are off (metrics.jsonl and "
+                "the progress line go on); pip install tensorboardX to write them"
+            )
+            enabled = False
+        self.enabled = enabled
         if enabled:
             from tensorboardX import SummaryWriter  # only the writing process needs it
 

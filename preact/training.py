@@ -373,6 +373,8 @@ def _train(
     board = tensorboard.TensorBoardWriter(
         workdir, enabled=is_main, purge_step=start_step + 1 if restored is not None else None
     )
+    if board.off_reason:
+        progress.message(board.off_reason)
     board.write_hparams(config)
     state = replicate(state)
 

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import importlib.util
 import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,27 @@ log = logging.getLogger(__name__)
 
 
 def default_data_dir() -> Path:
-    """TFDS's own default: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+    """TFDS's own default, $TFDS_DATA_DIR, else ~/tensorflow_datasets, found as TFDS finds it
+    but without importing it: digits and the IDX datasets use this directory too, and must run
+    where tensorflow-datasets is not installed."""
+    return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
+@functools.cache
+def tfds_available() -> bool:
+    return importlib.util.find_spec("tensorflow_datasets") is not None
+
+
+def _tfds():
+    """``tensorflow_datasets``, or one line saying how to install it (an optional package)."""
+    if not tfds_available():
+        raise DataError(
+            "reading this dataset through TFDS needs tensorflow-datasets, which is not "
+            "installed: pip install 'tensorflow-datasets>=4.9.10' array-record"
+        )
     import tensorflow_datasets as tfds
 
-    return Path(tfds.core.constants.get_default_data_dir()).expanduser()
+    return tfds
 
 
 @functools.cache
@@ -48,9 +66,11 @@ class TfdsDataset:
 
 
 def is_prepared(name: str, data_dir: Path) -> bool:
-    """Whether `name` is prepared under `data_dir` (False also for names TFDS does not know)."""
-    import tensorflow_datasets as tfds
-
+    """Whether `name` is prepared under `data_dir` (False also for names TFDS does not know, and
+    where tensorflow-datasets is not installed)."""
+    if not tfds_available():
+        return False
+    tfds = _tfds()
     try:
         return tfds.builder(name, data_dir=data_dir).is_prepared()
     except Exception:  # unknown name, unreadable metadata: either way, not usable as prepared
@@ -93,8 +113,7 @@ def open_dataset(name: str, data_dir: Path, *, train_split: str, eval_split: str
 
 def open_split(name: str, split: str, data_dir: Path, *, builder=None) -> Sequence[dict[str, Any]]:
     """A random-access source for `split` (any TFDS split spec, e.g. 'train[:45000]')."""
-    import tensorflow_datasets as tfds
-
+    tfds = _tfds()
     builder = builder or _builder(name, data_dir)
     splits = builder.info.splits
     if splits:  # empty when the dataset is not prepared (or mocked); data_source then decides
@@ -128,7 +147,7 @@ def open_split(name: str, split: str, data_dir: Path, *, builder=None) -> Sequen
 
 
 def _builder(name: str, data_dir: Path):
-    import tensorflow_datasets as tfds
+    tfds = _tfds()
 
     try:
         return tfds.builder(name, data_dir=data_dir)
