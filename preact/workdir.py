@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import re
 import socket
 import time
 from typing import Any
@@ -38,9 +39,27 @@ class WorkdirLocked(WorkdirError):
     """Another live trainer holds the workdir."""
 
 
+# scheme://...: gs://, s3://, hdfs://, file://, http:// ... (RFC 3986's scheme syntax).
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def check_local(workdir: str) -> None:
+    """Raise WorkdirError if ``workdir`` is a URL. The workdir is a local path (a mounted bucket
+    is one): the lock is an ``flock`` and the logs are appended with ``open``, neither of which
+    reaches an object store, and ``os.makedirs('gs://b/run')`` would quietly make ``./gs:/b/run``.
+    """
+    if _URL.match(workdir):
+        scheme = workdir.split("://", 1)[0]
+        raise WorkdirError(
+            f"workdir {workdir!r} is a URL; {scheme}:// is not supported: mount the bucket "
+            f"(e.g. gcsfuse or s3fs) and pass the mounted directory"
+        )
+
+
 def check_creatable(workdir: str) -> None:
     """Raise WorkdirError if ``workdir`` is not a directory and cannot become one; writes
     nothing, so it can run before the other checks of a run."""
+    check_local(workdir)
     if os.path.exists(workdir):
         if not os.path.isdir(workdir):
             raise WorkdirError(f"workdir {workdir!r} exists and is not a directory")
@@ -63,6 +82,7 @@ def ensure_directory(workdir: str) -> None:
 
 def check_readable(workdir: str) -> None:
     """For readers (eval.py): ``workdir`` must be an existing directory."""
+    check_local(workdir)
     if not os.path.exists(workdir):
         raise WorkdirError(f"workdir {workdir!r} does not exist; train first with train.py")
     if not os.path.isdir(workdir):

@@ -314,6 +314,22 @@ def test_an_unusable_workdir_exits_2_with_one_line(tmp_path, request, script, ki
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+@pytest.mark.parametrize("url", ["gs://preact-test/run", "s3://b/run", "file:///tmp/run"])
+def test_a_url_workdir_exits_2_with_one_line_and_writes_nothing(tmp_path, script, url):
+    """A bucket URL would otherwise become a local ./gs:/... directory (os.makedirs) with
+    config.json in it before the first checkpoint fails: the command runs from a fresh
+    directory, which must stay empty."""
+    from tests.helpers import ROOT
+
+    scheme = url.split(":")[0]
+    before = set(os.listdir(ROOT))
+    out = run_script(script, "--config=configs/smoke.py", f"--workdir={url}", *TINY_FLAGS)
+    assert f"is a URL; {scheme}:// is not supported: mount the bucket" in _one_line_error(out)
+    assert set(os.listdir(ROOT)) == before and not os.path.exists("/tmp/run")
+
+
+@pytest.mark.slow
 def test_a_second_train_py_is_refused_naming_the_first(tmp_path):
     from preact.workdir import WorkdirLock
 
