@@ -23,6 +23,7 @@ whose bytes do not match its checksums is skipped with a warning for the next ol
 from __future__ import annotations
 
 import hashlib
+import inspect
 import itertools
 import logging
 import os
@@ -146,6 +147,18 @@ def check_workdir_identity(workdir: str, config: ml_collections.ConfigDict) -> N
         checkpoints.close()
 
 
+def _keep_latest(n: int) -> dict[str, Any]:
+    """Orbax's option for keeping the ``n`` newest checkpoints: ``preservation_policy`` where the
+    installed Orbax has it (``max_to_keep`` is deprecated there), ``max_to_keep`` on the older
+    releases this project still supports (requirements-floors.txt)."""
+    fields = inspect.signature(ocp.CheckpointManagerOptions).parameters
+    if "preservation_policy" in fields:
+        from orbax.checkpoint import checkpoint_managers
+
+        return {"preservation_policy": checkpoint_managers.LatestN(n=n)}
+    return {"max_to_keep": n}
+
+
 class Checkpointer:
     """The checkpoints of one workdir (``<workdir>/checkpoints/<step>``).
 
@@ -171,12 +184,12 @@ class Checkpointer:
             )
         if read_only:
             options = ocp.CheckpointManagerOptions(
-                read_only=True, create=False, save_interval_steps=0, max_to_keep=None
+                read_only=True, create=False, save_interval_steps=0
             )
         else:
             check_options(config)
             options = ocp.CheckpointManagerOptions(
-                max_to_keep=config.get("keep_checkpoints", 3),
+                **_keep_latest(config.get("keep_checkpoints", 3)),
                 cleanup_tmp_directories=False,  # done by _remove_partial_saves, see below
                 # Synchronous saves: a save returns only once the checkpoint is complete on disk,
                 # so "checkpoint written" in the log is true even if the process dies right after.

@@ -345,3 +345,12 @@ def test_a_second_signal_exits_at_once_even_while_the_main_thread_is_busy():
     assert "second SIGTERM: exiting now" in child.stderr
     assert "still running" not in child.stdout
     assert time.monotonic() - start < 15  # not after the 20 s "step"
+
+
+def test_keep_checkpoints_keeps_the_newest_n(tmp_path):
+    """Orbax keeps the newest ``keep_checkpoints`` (through preservation_policy or max_to_keep,
+    whichever the installed Orbax has); the older ones are deleted."""
+    workdir = str(tmp_path / "w")
+    config = tiny_config(num_train_steps=5, checkpoint_every_steps=1, keep_checkpoints=2)
+    training.train_and_evaluate(config, workdir)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")), key=int) == ["4", "5"]
