@@ -161,7 +161,7 @@ def environment(command: Sequence[str] | None = None) -> dict[str, Any]:
     commit = _run(["git", "-C", REPO_ROOT, "rev-parse", "HEAD"])
     dirty = _run(["git", "-C", REPO_ROOT, "status", "--porcelain", "--untracked-files=no"])
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "command": " ".join(command if command is not None else [sys.executable, *sys.argv]),
         "python": platform.python_version(),
         "platform": platform.platform(),
