@@ -34,7 +34,21 @@ def test_notebook_is_valid_and_installs_the_package_with_the_accelerator_extra()
     assert all(c["cell_type"] in ("code", "markdown") for c in notebook["cells"])
     assert all(not c.get("outputs") for c in notebook["cells"] if c["cell_type"] == "code")
     sources = ["".join(c["source"]) for c in notebook["cells"]]
-    assert any('pip install -q -e "{REPO_DIR}{EXTRA}"' in s for s in sources)
+    install = (
+        '!pip install -q -e "{REPO_DIR}{EXTRA}" -r "{REPO_DIR}/requirements.txt" {CONSTRAINTS}'
+    )
+    assert install in sources
+    # Each lock the notebook may constrain the install with exists, for the Python it names.
+    for python, lock in (
+        ("3.11", "requirements-lock.txt"),
+        ("3.12", "requirements-lock-py312.txt"),
+    ):
+        assert f'"{python}": "{lock}"' in "".join(sources)
+        with open(os.path.join(ROOT, lock)) as f:
+            text = f.read()
+        pins = dict(line.strip().split("==") for line in text.splitlines() if "==" in line)
+        assert pins["jax"] == pins["jaxlib"], lock  # the accelerator plugin follows jax's pin
+        assert f"Python {python}" in text.split("\n", 1)[0]
     assert "github.com/" not in "".join(sources)  # no made-up repository address
     # The accelerator comes from JAX, not from device files or environment variables; the
     # metadata demands no particular runtime.
@@ -55,7 +69,7 @@ TINY_RUN = {
 }
 
 
-def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None):
+def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None, runtime="any"):
     """Executes the parameters cell, then the rest with the tests' parameters, up to the first
     cell containing ``stop_before``; returns the namespace and the cells that ran."""
     with open(NOTEBOOK) as f:
@@ -64,7 +78,7 @@ def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None):
     assert "parameters" in tags
     namespace = {}
     exec(compile(parameters, "parameters", "exec"), namespace)
-    assert {"REPO_DIR", "CONFIG_FILE", "OVERRIDES", "WORKDIR"} <= set(namespace)
+    assert {"REPO_DIR", "CONFIG_FILE", "OVERRIDES", "WORKDIR", "RUNTIME"} <= set(namespace)
     namespace.update(
         REPO_DIR=ROOT,
         GIT_URL="",
@@ -72,6 +86,7 @@ def run_notebook(tmp_path, monkeypatch, overrides, *, stop_before=None):
         CONFIG_ARG=None,
         OVERRIDES=overrides,
         WORKDIR=str(tmp_path / "run"),
+        RUNTIME=runtime,
     )
     monkeypatch.chdir(tmp_path)  # the notebook changes directory; pytest changes it back
     monkeypatch.setattr(sys, "path", list(sys.path))
@@ -98,6 +113,24 @@ def test_notebook_trains_and_plots(tmp_path, monkeypatch):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     loss_line = namespace["fig"].axes[0].get_lines()[0]
     np.testing.assert_array_equal(loss_line.get_xdata(), [3, 6])
+
+
+@pytest.mark.parametrize("runtime", ["gpu", "tpu"])
+def test_notebook_stops_with_one_line_on_a_runtime_without_the_chosen_accelerator(
+    tmp_path, monkeypatch, runtime
+):
+    """RUNTIME = "gpu" on a CPU runtime (Colab hands one out when no GPU is free): the cell after
+    the install stops the notebook with one line naming what JAX sees, before any config or
+    training cell runs; "any" and "cpu" go on."""
+    with pytest.raises(SystemExit) as stopped:
+        run_notebook(tmp_path, monkeypatch, dict(TINY_RUN), runtime=runtime)
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert message.startswith(f"this runtime has no {runtime.upper()}: JAX sees cpu")
+    for runtime in ("any", "cpu"):
+        namespace, _ = run_notebook(tmp_path, monkeypatch, {}, runtime=runtime,
+                                    stop_before="load_config(")  # fmt: skip
+        assert namespace["ACCELERATOR"] == "cpu"
 
 
 def test_notebook_synchronizes_bn_on_a_multi_core_tpu_and_checks_override_names(
