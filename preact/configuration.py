@@ -1,4 +1,4 @@
-"""Config checks and the facts about datasets the model needs before any data is read.
+"""Config checks that run before anything compiles, and the model a config describes.
 
 Everything here runs before anything is traced or compiled, so a bad config fails in a second
 with a message naming the field, not after minutes of compilation.
@@ -6,43 +6,19 @@ with a message naming the field, not after minutes of compilation.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import ml_collections
 
 from preact import networks, optim
-from preact.data import datasets
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-    num_classes: int
-    image_shape: tuple[int, int, int]  # (H, W, C) of a training input
-
+from preact.data.datasets import DatasetInfo as DatasetInfo  # re-exported
+from preact.data.datasets import dataset_info
 
 BN_STATISTICS = ("per_device", "synchronized")
 ON_DIVERGENCE = ("raise", "stop")
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 BN_AXIS_NAME = "batch"  # the pmapped axis of the train step
-
-
-def dataset_info(config: ml_collections.ConfigDict) -> DatasetInfo:
-    """Classes and input shape (from :mod:`preact.data.datasets`); ``config.num_classes``
-    overrides for other TFDS datasets."""
-    entry = datasets.DATASETS.get(config.dataset)
-    info = entry and DatasetInfo(entry.num_classes, tuple(entry.image_shape))
-    if config.get("num_classes") is not None:
-        size = config.image_size
-        shape = info.image_shape if info else (size, size, 3)
-        return DatasetInfo(config.num_classes, shape)
-    if info is None:
-        raise ValueError(
-            f"dataset {config.dataset!r} is not one of {tuple(datasets.DATASETS)}; for another "
-            "TFDS dataset set --config.num_classes"
-        )
-    return info
 
 
 def bn_axis_name(config: ml_collections.ConfigDict) -> str | None:

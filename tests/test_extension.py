@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from preact import configuration, networks, training, units
+from preact import configuration, data, networks, training, units
 from preact.data import datasets
 from preact.data.arrays import InMemoryDataset, LabeledImages
 from tests.helpers import key, tiny_config
@@ -88,28 +88,54 @@ def _blobs(n: int, seed: int) -> LabeledImages:
     return LabeledImages(np.clip(images, 0, 255).astype(np.uint8), labels)
 
 
+def _grey_blobs(**facts) -> datasets.Dataset:
+    return datasets.Dataset(
+        name="grey_blobs",
+        title="grey blobs",
+        num_classes=3,
+        image_shape=(6, 6, 1),
+        splits={"train": 96, "test": 48},
+        load=lambda data_dir: InMemoryDataset(
+            "grey_blobs", _blobs(96, 0), _blobs(48, 1), 3, "grey blobs, generated"
+        ),
+        tfds=False,
+        **facts,
+    )
+
+
+def test_a_datasets_augmentation_and_normalization_facts_come_from_its_entry(caplog):
+    """Whether a flip keeps the label and the per-channel constants are facts of the entry: the
+    pipeline warns about a label-changing flip and normalizes with the stated constants, with
+    no other module told about the dataset."""
+    datasets.register(_grey_blobs(flip_keeps_label=False, per_channel_stats=((50.0,), (20.0,))))
+    try:
+        config = tiny_config(
+            dataset="grey_blobs", normalization="per_channel", crop_padding=1, random_flip=True
+        )
+        config.batch_size = config.eval_batch_size = 16
+        with caplog.at_level("WARNING"):
+            pipeline = data.make_pipeline(config)
+        try:
+            assert "mirrored image is another class" in caplog.text
+            normalized = np.asarray(next(pipeline.eval_batches())["image"])
+        finally:
+            pipeline.close()
+        raw = _blobs(48, 1).images[:16].astype(np.float32)
+        expected = (raw - 50.0) / 20.0
+        np.testing.assert_allclose(normalized.reshape(expected.shape), expected, rtol=1e-5)
+    finally:
+        del datasets.DATASETS["grey_blobs"]
+
+
 @pytest.mark.slow
 def test_new_dataset_is_one_registry_entry(tmp_path):
     """A dataset of one's own: one ``datasets.register`` call, then a config names it."""
-    entry = datasets.register(
-        datasets.Dataset(
-            name="grey_blobs",
-            title="grey blobs",
-            num_classes=3,
-            image_shape=(6, 6, 1),
-            splits={"train": 96, "test": 48},
-            load=lambda data_dir: InMemoryDataset(
-                "grey_blobs", _blobs(96, 0), _blobs(48, 1), 3, "grey blobs, generated"
-            ),
-            tfds=False,
-        )
-    )
+    entry = datasets.register(_grey_blobs(flip_keeps_label=True))
     try:
         with pytest.raises(ValueError, match="already registered"):
             datasets.register(entry)
         config = tiny_config(num_train_steps=3)
         config.dataset = "grey_blobs"
-        config.random_flip = False
         config.crop_padding = 1
         config.batch_size = config.eval_batch_size = 16
         model = configuration.validate(config, num_devices=len(jax.local_devices()))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from preact.data import datasets
 from preact.data import download as download_lib
 from preact.data.arrays import InMemoryDataset, LabeledImages
 from preact.data.errors import DataError, DataNotFoundError
@@ -266,3 +267,25 @@ def _labels(values, n: int, num_classes: int, what: str) -> np.ndarray:
             f"{what}: expected labels in [0, {num_classes}), got {labels.min()}..{labels.max()}"
         )
     return labels.astype(np.int32)
+
+
+# What the registry knows about CIFAR (preact.data.datasets). Horizontal flips keep the class
+# ("a 32x32 crop is randomly sampled from the padded image or its horizontal flip", He et al.
+# 2015 §4.2); the per-channel constants are fb.resnet.torch's (datasets/cifar10.lua,
+# cifar100.lua: "computed from entire training set"), used by the Torch recipe.
+for _name, _title, _classes, _stats in (
+    ("cifar10", "CIFAR-10", 10, ((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))),
+    ("cifar100", "CIFAR-100", 100, ((129.3, 124.1, 112.4), (68.2, 65.4, 70.4))),
+):
+    datasets.register(
+        datasets.Dataset(
+            name=_name,
+            title=_title,
+            num_classes=_classes,
+            image_shape=(32, 32, 3),
+            splits={"train": 50_000, "test": 10_000},
+            load=lambda data_dir, name=_name: load(name, data_dir),
+            find_copy=lambda data_dir, name=_name: find_archive(name, data_dir),
+            per_channel_stats=_stats,
+        )
+    )

@@ -9,6 +9,7 @@ test set (an 80/20 split, fixed for every run and machine).
 
 import numpy as np
 
+from preact.data import datasets
 from preact.data.arrays import InMemoryDataset, LabeledImages
 
 NUM_TRAIN = 1437
@@ -31,3 +32,19 @@ def load() -> InMemoryDataset:
         num_classes=10,
         description=f"digits (scikit-learn load_digits, {NUM_TRAIN} train / {NUM_TEST} test)",
     )
+
+
+# Bundled with scikit-learn's wheel: no files to find, no TFDS copy. A mirrored digit is another
+# symbol, so flips are not label-safe.
+datasets.register(
+    datasets.Dataset(
+        name="digits",
+        title="scikit-learn's digits",
+        num_classes=10,
+        image_shape=(8, 8, 1),
+        splits={"train": NUM_TRAIN, "test": NUM_TEST},
+        load=lambda data_dir: load(),
+        tfds=False,
+        flip_keeps_label=False,
+    )
+)

@@ -18,6 +18,8 @@ import math
 import numpy as np
 from PIL import Image
 
+from preact.data import datasets
+
 _RESAMPLE = Image.Resampling.BICUBIC
 
 
@@ -101,3 +103,22 @@ def _maybe_flip(image: np.ndarray, rng: np.random.Generator, flip: bool) -> np.n
     # The flip draw is always made, so flip=False does not shift the random stream.
     flipped = rng.random() < 0.5
     return image[:, ::-1] if flip and flipped else image
+
+
+# What the registry knows about ImageNet (preact.data.datasets). Its images come only from a
+# TFDS-prepared copy (preact.data.tfds_source); a flip keeps the class (the paper's scale
+# augmentation flips); the per-channel constants are fb.resnet.torch's (datasets/imagenet.lua,
+# there on the 0..1 scale).
+datasets.register(
+    datasets.Dataset(
+        name="imagenet2012",
+        title="ImageNet",
+        num_classes=1000,
+        image_shape=(224, 224, 3),
+        splits={"train": 1_281_167, "validation": 50_000},
+        per_channel_stats=(
+            tuple(255.0 * m for m in (0.485, 0.456, 0.406)),
+            tuple(255.0 * s for s in (0.229, 0.224, 0.225)),
+        ),
+    )
+)

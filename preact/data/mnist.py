@@ -36,8 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from preact.data import datasets, idx
 from preact.data import download as download_lib
-from preact.data import idx
 from preact.data.arrays import InMemoryDataset, LabeledImages
 from preact.data.errors import DataError, DataNotFoundError
 
@@ -61,8 +61,6 @@ class Source:
     base_urls: tuple[str, ...]
     md5: dict[str, str]  # by file name without .gz
     class_names: tuple[str, ...]
-    # A mirrored image is another class (digits): horizontal flips should be off.
-    flip_changes_class: bool
 
 
 SOURCES = {
@@ -94,7 +92,6 @@ SOURCES = {
             "Bag",
             "Ankle boot",
         ),
-        flip_changes_class=False,
     ),
     "mnist": Source(
         title="MNIST",
@@ -117,7 +114,6 @@ SOURCES = {
             )
         ),
         class_names=tuple(str(d) for d in range(10)),
-        flip_changes_class=True,
     ),
 }
 # Read at call time, so tests can point it elsewhere and never read /usr/share.
@@ -125,11 +121,6 @@ SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
     "fashion_mnist": (Path("/usr/share/datasets/fashion-mnist"),),
 }
 DEBIAN_PACKAGES = {"fashion_mnist": "dataset-fashion-mnist"}  # what installs SYSTEM_DIRS
-
-
-def flip_changes_class(name: str) -> bool:
-    """Whether a left-right mirror of an image of dataset `name` shows another class (MNIST)."""
-    return name in SOURCES and SOURCES[name].flip_changes_class
 
 
 def download_dir(name: str, data_dir: Path) -> Path:
@@ -234,3 +225,20 @@ def _split(images_path: Path, labels_path: Path) -> LabeledImages:
             f"{labels_path} holds label {labels.max()}, expected labels 0..{NUM_CLASSES - 1}"
         )
     return LabeledImages(images[..., None], labels.astype(np.int32))
+
+
+# What the registry knows about both (preact.data.datasets). Mirrored clothes keep their class;
+# a mirrored digit is another digit, so flips are not label-safe for MNIST.
+for _name, _flip_keeps_label in (("mnist", False), ("fashion_mnist", True)):
+    datasets.register(
+        datasets.Dataset(
+            name=_name,
+            title=SOURCES[_name].title,
+            num_classes=NUM_CLASSES,
+            image_shape=(IMAGE_SIZE, IMAGE_SIZE, 1),
+            splits={"train": 60_000, "test": 10_000},
+            load=lambda data_dir, name=_name: load(name, data_dir),
+            find_copy=lambda data_dir, name=_name: find_copy(name, data_dir),
+            flip_keeps_label=_flip_keeps_label,
+        )
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from preact.data import datasets, mnist, normalize, tfds_source
+from preact.data import datasets, normalize, tfds_source
 from preact.data.arrays import InMemoryDataset
 from preact.data.base import InputPipeline
 from preact.data.device_pipeline import DevicePipeline
@@ -285,10 +285,11 @@ def _device_pipeline(settings, data, devices, process_index, process_count) -> D
         train, evaluation = _array_splits(settings, data)
     crop_flip = settings.augment == "pad_crop_flip"
     flip = crop_flip and bool(settings.random_flip)
-    if flip and mnist.flip_changes_class(data.name):
+    entry = datasets.DATASETS.get(data.name)
+    if flip and entry is not None and not entry.flip_keeps_label:
         log.warning(
-            "config.random_flip is True for %r: a mirrored digit is not the same digit; set "
-            "--config.random_flip=False",
+            "config.random_flip is True for %r: a mirrored image is another class (a mirrored "
+            "digit is not the same digit); set --config.random_flip=False",
             data.name,
         )
     return DevicePipeline(
