@@ -37,7 +37,8 @@ import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
 import preact
-from preact import configuration, optim, provenance
+from preact import optim, provenance
+from preact.data.datasets import dataset_info
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def model_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:
     model = {k: list(v) if isinstance(v, tuple) else v for k, v in model.items()}
     return {
         "model": model,
-        "num_classes": configuration.dataset_info(config).num_classes,
+        "num_classes": dataset_info(config).num_classes,
         "optimizer": optim.optimizer_identity(config),
     }
 

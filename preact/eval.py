@@ -9,7 +9,6 @@ Exit status 2 and one line on stderr for bad input, as for ``train.py``; ``--dis
 there.
 """
 
-import json
 import os
 
 from absl import flags
@@ -53,10 +52,7 @@ def run(config, workdir: str, step: int | None = None) -> dict:
             results[name] = {k: r[k] for k in ("error", "top5_error", "loss", "num_examples")}
     results["environment"] = provenance.environment()
     if jax.process_index() == 0:
-        path = os.path.join(workdir, "eval_results.json")
-        with open(path + ".tmp", "w") as f:
-            json.dump(results, f, indent=2)
-        os.replace(path + ".tmp", path)
+        workdir_lib.write_json(os.path.join(workdir, "eval_results.json"), results)
     return results
 
 

@@ -17,6 +17,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from preact import workdir as workdir_lib
+
 log = logging.getLogger(__name__)
 
 
@@ -33,10 +35,7 @@ class MetricsWriter:
         if not self.enabled or not os.path.exists(self.path):
             return
         kept = [line for line, record in _read_lines(self.path) if record["step"] <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-        os.replace(tmp, self.path)
+        workdir_lib.write_atomic(self.path, "".join(kept))
 
     def write(self, step: int, scalars: dict[str, Any]) -> None:
         if not self.enabled:

@@ -18,6 +18,7 @@ at ``num_train_steps``) or ``constant``; each keeps the ``warmup_steps`` at
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import flax
@@ -80,8 +81,9 @@ def weight_decay_mask(params: Any, all_params: bool) -> Any:
     )
 
 
-def _base_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    schedule = learning_rate_schedule(config)
+def _base_optimizer(
+    config: ml_collections.ConfigDict, schedule: optax.ScalarOrSchedule
+) -> optax.GradientTransformation:
     kwargs = dict(config.optimizer_kwargs)
     if config.optimizer == "sgd":
         kwargs = {"momentum": config.momentum, "nesterov": config.nesterov, **kwargs}
@@ -95,19 +97,60 @@ def _base_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfor
 
 
 def create_optimizer(
-    config: ml_collections.ConfigDict, params: Any
+    config: ml_collections.ConfigDict, params: Any, schedule: optax.Schedule | None = None
 ) -> optax.GradientTransformation:
     """Coupled L2 decay (added to the gradient, masked by ``weight_decay_all_params``), then the
-    optimizer ``config.optimizer`` with the schedule ``config.schedule``."""
+    optimizer ``config.optimizer`` with the schedule ``config.schedule``.
+
+    ``schedule``: the run's :func:`learning_rate_schedule`, built once by the training loop and
+    shared with the train step that logs it; built here when not given.
+    """
     decay = optax.add_decayed_weights(
         config.weight_decay, mask=weight_decay_mask(params, config.weight_decay_all_params)
     )
-    return optax.chain(decay, _base_optimizer(config))
+    if schedule is None:
+        schedule = learning_rate_schedule(config)
+    return optax.chain(decay, _base_optimizer(config, schedule))
 
 
-def check_optimizer(config: ml_collections.ConfigDict) -> None:
-    """Raise ValueError for an optimizer or schedule the config cannot build (before compiling)."""
-    _base_optimizer(config)
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raise ValueError naming the first optimizer or schedule field the config cannot use.
+
+    Run before anything compiles (by :func:`preact.experiment.validate`). The optimizer is
+    constructed once with a constant learning rate, which finds an unknown optax name or an
+    argument it does not take; the schedule itself is built once, by the run.
+    """
+    if config.num_train_steps < 1:
+        raise ValueError(f"num_train_steps must be positive, got {config.num_train_steps}")
+    if not 0 <= config.warmup_steps < config.num_train_steps:
+        raise ValueError(
+            f"warmup_steps={config.warmup_steps} must be shorter than training "
+            f"(num_train_steps={config.num_train_steps})"
+        )
+    if not all(isinstance(b, int) for b in config.lr_boundaries_steps):
+        raise ValueError(f"lr_boundaries_steps={tuple(config.lr_boundaries_steps)!r} must "
+                         "be iteration numbers (integers)")  # fmt: skip
+    boundaries = tuple(config.lr_boundaries_steps)
+    # A boundary past the end is allowed (a shortened run simply never reaches it).
+    if list(boundaries) != sorted(boundaries) or any(b < config.warmup_steps for b in boundaries):
+        raise ValueError(
+            f"lr_boundaries_steps={boundaries} must be increasing and not before the end of "
+            f"warm-up ({config.warmup_steps})"
+        )
+    for field in ("learning_rate", "lr_decay_factor"):
+        if not (math.isfinite(config[field]) and config[field] > 0):
+            raise ValueError(f"{field} must be positive, got {config[field]}")
+    if config.warmup_steps > 0 and not config.warmup_learning_rate > 0:
+        raise ValueError(f"warmup_learning_rate must be positive during the "
+                         f"{config.warmup_steps} warm-up steps, got "
+                         f"{config.warmup_learning_rate}")  # fmt: skip
+    if not 0 <= config.momentum < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {config.momentum}")
+    if not config.weight_decay >= 0:
+        raise ValueError(f"weight_decay must not be negative, got {config.weight_decay}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {config.schedule!r}; valid: {SCHEDULES}")
+    _base_optimizer(config, float(config.learning_rate))
 
 
 def optimizer_identity(config: ml_collections.ConfigDict) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from jax.experimental import multihost_utils
 
 from preact import (
     checkpointing,
-    configuration,
+    experiment,
     optim,
     provenance,
     reductions,
@@ -37,10 +37,11 @@ from preact import (
 )
 from preact import metrics as metrics_lib
 from preact import workdir as workdir_lib
+from preact.data import datasets
 
 log = logging.getLogger(__name__)
 
-AXIS = configuration.BN_AXIS_NAME  # the device axis of the mapped steps
+AXIS = experiment.BN_AXIS_NAME  # the device axis of the mapped steps
 
 
 class TrainState(train_state.TrainState):
@@ -72,18 +73,21 @@ def check_config(
 ) -> Any:
     """Every check of ``config`` (raises BadInput); returns the model it describes.
 
-    ``preact.configuration.validate`` checks the model, optimizer, data and loop fields; the
-    checkpoint options are checkpointing's.
+    :func:`preact.experiment.validate` runs each module's own checks (model, optimizer and
+    schedule, data, run, checkpoints) before anything is compiled.
     """
     with bad_input():
-        model = configuration.validate(config, num_devices=num_devices, num_processes=num_processes)
-        checkpointing.check_options(config)
-    return model
+        return experiment.validate(config, num_devices=num_devices, num_processes=num_processes)
 
 
 def create_train_state(
-    config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...]
+    config: ml_collections.ConfigDict,
+    model: Any,
+    image_shape: tuple[int, ...],
+    schedule: optax.Schedule | None = None,
 ) -> TrainState:
+    """The initial state; ``schedule``: the run's learning-rate schedule (built from the config
+    when not given)."""
     rng = jax.random.key(config.seed, impl=config.rng_impl)
 
     @jax.jit
@@ -94,7 +98,7 @@ def create_train_state(
         return TrainState.create(
             apply_fn=model.apply,
             params=params,
-            tx=optim.create_optimizer(config, params),
+            tx=optim.create_optimizer(config, params, schedule),
             batch_stats=variables.get("batch_stats", {}),
         )
 
@@ -102,10 +106,13 @@ def create_train_state(
 
 
 def abstract_train_state(
-    config: ml_collections.ConfigDict, model: Any, image_shape: tuple[int, ...]
+    config: ml_collections.ConfigDict,
+    model: Any,
+    image_shape: tuple[int, ...],
+    schedule: optax.Schedule | None = None,
 ) -> TrainState:
     """The state's shapes and dtypes, for restoring without initializing."""
-    return jax.eval_shape(lambda: create_train_state(config, model, image_shape))
+    return jax.eval_shape(lambda: create_train_state(config, model, image_shape, schedule))
 
 
 def train_step(
@@ -203,10 +210,16 @@ def replicate(tree: Any, devices: list[Any] | None = None) -> Any:
     return jax.device_put(tree, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
-def make_train_step(config: ml_collections.ConfigDict, devices: list[Any] | None = None):
+def make_train_step(
+    config: ml_collections.ConfigDict,
+    devices: list[Any] | None = None,
+    schedule: optax.Schedule | None = None,
+):
+    """The mapped train step; it logs ``schedule`` (the run's, the one its optimizer follows;
+    built from the config when not given)."""
     step = functools.partial(
         train_step,
-        learning_rate_fn=optim.learning_rate_schedule(config),
+        learning_rate_fn=schedule if schedule is not None else optim.learning_rate_schedule(config),
         seed=config.seed,
         rng_impl=config.rng_impl,
         ordered=config.deterministic_reductions,
@@ -261,11 +274,7 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     and devices of this launch (preact.provenance; every checkpoint records its own)."""
     record = json.loads(config.to_json_best_effort())
     record["environment"] = provenance.environment()
-    path = os.path.join(workdir, "config.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=2)
-    os.replace(tmp, path)
+    workdir_lib.write_json(os.path.join(workdir, "config.json"), record)
 
 
 def describe_devices(config: ml_collections.ConfigDict) -> str:
@@ -353,8 +362,11 @@ def _train(
     progress = metrics_lib.Progress(
         config.num_train_steps, enabled=is_main, bar=config.progress_bar
     )
+    # The learning-rate schedule, built once: the optimizer follows it and the train step logs it.
+    schedule = optim.learning_rate_schedule(config)
     with bad_input():  # every checkpoint unusable, a mangled metrics file
-        restored = checkpoints.restore(abstract_train_state(config, model, pipeline.image_shape))
+        abstract = abstract_train_state(config, model, pipeline.image_shape, schedule)
+        restored = checkpoints.restore(abstract)
         # Records past the checkpoint (all of them on a fresh start) are of steps to be redone.
         writer.truncate_after(restored[1] if restored is not None else 0)
     progress.message(describe_devices(config))
@@ -364,7 +376,7 @@ def _train(
         progress.message(f"resumed from checkpoint at step {start_step} in {workdir}")
     else:
         started = time.perf_counter()
-        state, start_step = create_train_state(config, model, pipeline.image_shape), 0
+        state, start_step = create_train_state(config, model, pipeline.image_shape, schedule), 0
         count = sum(int(np.size(x)) for x in jax.tree.leaves(state.params))
         progress.message(f"initialized {count:,} parameters in "
                          f"{time.perf_counter() - started:.1f} s")  # fmt: skip
@@ -378,7 +390,7 @@ def _train(
     board.write_hparams(config)
     state = replicate(state)
 
-    p_train_step = make_train_step(config)
+    p_train_step = make_train_step(config, schedule=schedule)
     p_eval_step = make_eval_step(config)
     last: dict[str, Any] = {"step": start_step}
     step = start_step
@@ -517,7 +529,7 @@ def restore_for_eval(
             if step is not None and step not in steps:
                 raise ValueError(f"no checkpoint at step {step} in {checkpoints.directory}; "
                                  f"available: {sorted(steps)}")  # fmt: skip
-            info = configuration.dataset_info(config)
+            info = datasets.dataset_info(config)
             abstract = abstract_train_state(config, model, info.image_shape)
             state, restored_step = checkpoints.restore(abstract, step=step)
         finally:

@@ -1,4 +1,5 @@
-"""A training workdir: whether it can be used at all, and the lock that gives it one trainer.
+"""A training workdir: whether it can be used at all, the lock that gives it one trainer, and
+the one way its JSON records are written (atomically: a reader never sees half a file).
 
 Two trainers in one workdir would interleave their logs and overwrite each other's checkpoints,
 so ``train.py`` holds ``<workdir>/train.lock`` for the whole run. The lock is an advisory
@@ -54,6 +55,20 @@ def check_local(workdir: str) -> None:
             f"workdir {workdir!r} is a URL; {scheme}:// is not supported: mount the bucket "
             f"(e.g. gcsfuse or s3fs) and pass the mounted directory"
         )
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so that a process
+    killed while writing leaves the old file (or none), never a torn one."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json(path: str, record: Any, *, indent: int = 2) -> None:
+    """``record`` as JSON at ``path``, atomically (:func:`write_atomic`)."""
+    write_atomic(path, json.dumps(record, indent=indent))
 
 
 def check_creatable(workdir: str) -> None:

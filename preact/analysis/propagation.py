@@ -60,7 +60,8 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from preact import cli, configuration, networks, provenance, units
+from preact import cli, experiment, networks, provenance, units
+from preact.data import datasets
 
 BN_MODES = ("batch", "running")
 JIT_MAX_UNITS = 60  # see unit_signals
@@ -304,11 +305,11 @@ def measure_config(
 ) -> Measurement:
     """Build ``config``'s network unrolled, initialize it (or restore ``workdir``'s latest
     checkpoint) and measure it on ``batch_size`` N(0, 1) images with random labels."""
-    info = configuration.dataset_info(config)
+    info = datasets.dataset_info(config)
     unrolled = config.copy_and_resolve_references()
     unrolled.model.scan = False
     unrolled.model.remat = False
-    model = configuration.build_model(unrolled)
+    model = experiment.build_model(unrolled)
     height, width, channels = info.image_shape
     if image_size is not None:
         height = width = image_size

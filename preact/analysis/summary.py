@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from absl import app, flags
 from ml_collections import config_flags
 
-from preact import configuration, networks
+from preact import experiment, networks
+from preact.data import datasets
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -42,8 +43,8 @@ def _describe_unit(unit: Mapping[str, Any], stacked: bool) -> str:
 
 def describe(config: Any) -> str:
     """The lines the command prints, for any config."""
-    model = configuration.build_model(config)
-    info = configuration.dataset_info(config)
+    model = experiment.build_model(config)
+    info = datasets.dataset_info(config)
     x = jnp.zeros((1, *info.image_shape), jnp.float32)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=False))
     params = variables["params"]

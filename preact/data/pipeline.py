@@ -28,6 +28,8 @@ from preact.data.streaming import StreamingPipeline, train_transform
 __all__ = ["DataError", "InputPipeline", "make_pipeline"]
 
 DATA_SOURCES = ("auto", "archive", "tfds")
+# The jax.random implementations a run may name; the same generator seeds the initialization and
+# dropout, so this is the one check of config.rng_impl (run by preact.experiment.validate).
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 AUGMENTS = ("pad_crop_flip", "none", "scale_jitter", "inception_crop")
 _STREAMING_AUGMENTS = ("scale_jitter", "inception_crop")
@@ -145,7 +147,11 @@ def make_pipeline(
 
 
 def read_settings(config) -> DataSettings:
-    """Reads and checks the data fields of `config`; raises DataError naming a bad one."""
+    """Reads and checks the data fields of `config`; raises DataError naming a bad one.
+
+    The data's own checks: they read no file, so preact.experiment.validate runs them with the
+    other modules' before anything compiles, and make_pipeline again before it reads the data.
+    """
 
     def required(name):
         if name not in config:
@@ -183,7 +189,8 @@ def read_settings(config) -> DataSettings:
     for name in ("batch_size", "eval_batch_size", "image_size", "num_data_workers"):
         _check_int(name, getattr(settings, name), minimum=1)
     _check_int("seed", settings.seed, minimum=0)
-    _check_choice("rng_impl", settings.rng_impl, RNG_IMPLS)
+    if settings.rng_impl not in RNG_IMPLS:
+        raise DataError(f"unknown rng_impl {settings.rng_impl!r}; valid: {RNG_IMPLS}")
     if settings.seed >= 2**32:  # the on-device pipeline seeds jax.random with a uint32
         raise DataError(f"config.seed must be < 2**32, got {settings.seed}")
     _check_int("crop_padding", settings.crop_padding, minimum=0)
