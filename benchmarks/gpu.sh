@@ -1,26 +1,27 @@
 #!/usr/bin/env bash
-# The GPU benchmark in one command, sized for one H100/H200 in at most 8 minutes:
-# PreAct-110, 164 and 1001 at batch 128 in bfloat16, JAX scanned (the default) and unrolled,
-# and the PyTorch peer (eager, torch.compile, CUDA graphs) in the same run, alternating, after
-# the peer's parity checks (benchmarks/test_torch_peer.py).
+# The full GPU benchmark suite, for a GPU window after the first contact
+# (benchmarks/gpu_box/first_contact.sh, which times the headline configurations first and should
+# run before this): PreAct-1001, then 164, then 110, at batch 128 in bfloat16, JAX scanned and
+# the PyTorch peer (eager, torch.compile, CUDA graphs), after the peer's parity checks
+# (benchmarks/test_torch_peer.py). At most 9 minutes.
 #
-#   bash benchmarks/gpu.sh OUT_DIR [run_all flags...]
+#   bash benchmarks/gpu.sh [OUT_DIR] [run_all flags...]       # default $OUT
 #
-# Writes OUT_DIR/<name>.json (after every run), .log and .md (the summary against the targets).
-# Extra flags go to `python -m benchmarks.run_all` and override the ones below (the tests run
-# it on CPU at tiny size with `--suite cpu-smoke --nets 8 --no-torch ...`).
-# On a machine without ml_collections (the device image), carry its wheel in .whl/ (see
-# benchmarks/run_all.py): it is installed into /tmp/site first.
+# The device call is first_contact's (prepare with benchmarks/gpu_box/prepare.sh, carry .gpu_box)
+# with this command. Writes three files into OUT_DIR: <name>.json (after every run), .log and .md
+# (the summary against the targets). Extra flags go to `python -m benchmarks.run_all` and
+# override the ones below (e.g. --layouts scanned,unrolled; the tests run it on CPU at tiny size
+# with `--suite cpu-smoke --nets 8 --no-torch ...`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR [run_all flags...]}
-shift
-python=${PYTHON:-python3}
-if ! "$python" -c "import ml_collections" 2>/dev/null; then
-  "$python" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+if [ $# -gt 0 ] && [[ $1 != -* ]]; then
+  out=$1
+  shift
+else
+  out=${OUT:?usage: bash benchmarks/gpu.sh [OUT_DIR] [run_all flags...] (or set \$OUT)}
 fi
+# shellcheck source=benchmarks/gpu_box/setup.sh
+source benchmarks/gpu_box/setup.sh
 # The peer must compute the project's network before it is timed against it (needs pytest).
 if "$python" -c "import pytest, torch" 2>/dev/null; then
   timeout 180 "$python" -m pytest -q -p no:cacheprovider benchmarks/test_torch_peer.py || {
@@ -30,7 +31,7 @@ if "$python" -c "import pytest, torch" 2>/dev/null; then
 else
   echo "note: pytest or torch missing, the PyTorch peer's parity checks did not run" >&2
 fi
-# 110 and 164 first: a deep unrolled net may spend its whole run timeout compiling.
-exec "$python" -m benchmarks.run_all --suite gpu --nets 110,164,1001 --layouts scanned,unrolled \
+# The headline net first, so that a slow compile further down cannot cost it.
+exec "$python" -m benchmarks.run_all --suite gpu --nets 1001,164,110 --layouts scanned \
   --reps 1 --warmup 20 --steps 100 --no-epoch --deadline-s 420 --run-timeout-s 150 \
   --out "$out" "$@"

@@ -67,13 +67,17 @@ def configure_jax(cache_dir: str | None, fp32_precision: str) -> None:
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _config(depth: int, block: str, batch: int, dtype: str, layout: str) -> Any:
+def _config(
+    depth: int, block: str, batch: int, dtype: str, layout: str, overrides: dict[str, Any]
+) -> Any:
     from preact.configs import default
 
     c = default.get_config()
     c.model.depth = depth
     c.model.block = block
     c.model.scan = layout == "scanned"
+    for name, value in overrides.items():
+        setattr(c.model, name, value)
     c.dtype = dtype
     c.batch_size = batch
     c.eval_batch_size = batch
@@ -167,8 +171,12 @@ def run(
     num_examples: int = 50_000,
     cache_dir: str | None = None,
     rep: int = 1,
+    model_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure one configuration; returns its run record (see the module docstring).
+
+    ``model_overrides``: fields of ``config.model`` to set besides the default config's (e.g.
+    ``{"conv_grad": "canonical"}``), recorded in the run record.
 
     ``cache_dir`` and the float32 precision must already be set with :func:`configure_jax`
     (the cache directory is only recorded here): JAX reads them before its first compilation.
@@ -180,7 +188,7 @@ def run(
     block = common.block_of(depth)
     start = time.perf_counter()
     device = jax.local_devices()[0]
-    config = _config(depth, block, batch, dtype, layout)
+    config = _config(depth, block, batch, dtype, layout, model_overrides or {})
     model = configuration.build_model(config)
     record: dict[str, Any] = {
         "framework": "jax",
@@ -193,6 +201,7 @@ def run(
         "rep": rep,
         "status": "ok",
         "warmup_steps": warmup,
+        "model_overrides": dict(model_overrides or {}),
     }
 
     t0 = time.perf_counter()
@@ -322,9 +331,19 @@ def main() -> None:
     parser.add_argument("--fp32-precision", default="tf32", choices=tuple(FP32_PRECISIONS))
     parser.add_argument("--rep", type=int, default=1)
     parser.add_argument("--json-out", default="", help="write the run record here")
+    parser.add_argument(
+        "--conv-grad", choices=("auto", "canonical", "xla"), help="config.model.conv_grad"
+    )
+    parser.add_argument(
+        "--fused-bn-relu",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="config.model.fused_bn_relu",
+    )
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
+    overrides = {"conv_grad": args.conv_grad, "fused_bn_relu": args.fused_bn_relu}
 
     configure_jax(args.cache_dir or None, args.fp32_precision)
     record = run(
@@ -338,6 +357,7 @@ def main() -> None:
         num_examples=args.num_examples,
         cache_dir=args.cache_dir or None,
         rep=args.rep,
+        model_overrides={k: v for k, v in overrides.items() if v is not None},
     )
     print(describe(record), flush=True)
     if args.json_out:

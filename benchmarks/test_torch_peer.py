@@ -1,7 +1,12 @@
 """The PyTorch peer computes the project's network: same parameter count, same logits for the
 same weights, and it trains. Needs torch, so it is not in tests/ (the test environment has no
-torch): ``bash benchmarks/gpu.sh`` runs it before measuring, and by hand
-``python -m pytest -q benchmarks/test_torch_peer.py``."""
+torch): ``benchmarks/gpu_box/first_contact.sh`` and ``benchmarks/gpu.sh`` run it on the GPU
+before measuring, and by hand ``python -m pytest -q benchmarks/test_torch_peer.py``.
+
+On a GPU both sides compute in float32 at full precision, set explicitly (JAX's default there
+and cuDNN's let float32 convolutions round through TF32, about 1e-3 relative, against the 1e-4
+tolerance): like is compared with like. The peer runs on the CPU and, where there is one, on
+the GPU."""
 
 import jax
 import jax.numpy as jnp
@@ -46,8 +51,28 @@ def _random_variables(model, seed):
     return jax.tree_util.tree_map_with_path(fill, shapes)
 
 
+def _torch_devices():
+    devices = ["cpu"]
+    if torch.cuda.is_available():
+        devices.append("cuda")
+    return devices
+
+
+@pytest.fixture
+def full_fp32_precision():
+    """No TF32 in either framework for the duration of a test."""
+    from benchmarks import torch_bench
+
+    cudnn, matmul = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch_bench.set_fp32_precision("highest")
+    with jax.default_matmul_precision("highest"):
+        yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = cudnn, matmul
+
+
+@pytest.mark.parametrize("device", _torch_devices())
 @pytest.mark.parametrize("depth,block,scan", [(20, "basic", False), (20, "bottleneck", True)])
-def test_torch_peer_computes_the_flax_function(depth, block, scan):
+def test_torch_peer_computes_the_flax_function(depth, block, scan, device, full_fp32_precision):
     """With the Flax weights copied in, the peer gives the same logits with running statistics
     (eval) and batch statistics (train): the graph is the same (shortcuts, strides, where the
     pre-activation sits), not just the parameter count. n = 3 and 2 units per stage: identity
@@ -67,10 +92,11 @@ def test_torch_peer_computes_the_flax_function(depth, block, scan):
     expected_eval, expected_train = forward(variables, x)
     peer = torch_preact.PreActResNet(depth, block)
     torch_preact.load_flax_variables(peer, variables)
-    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    peer = peer.to(device)
+    xt = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).to(device)
     with torch.no_grad():
-        got_eval = peer.eval()(xt).numpy()
-        got_train = peer.train()(xt).numpy()
+        got_eval = peer.eval()(xt).cpu().numpy()
+        got_train = peer.train()(xt).cpu().numpy()
     np.testing.assert_allclose(got_eval, np.asarray(expected_eval), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(got_train, np.asarray(expected_train), rtol=1e-4, atol=1e-4)
 
@@ -92,7 +118,13 @@ def test_torch_peer_trains_tiny(depth, dtype, one_torch_thread):
     record = torch_bench.run(depth=depth, batch=4, dtype=dtype, mode="eager", warmup=1, steps=2)
     assert record["status"] == "ok" and record["loss_finite"]
     assert record["params"] == common.jax_param_count(depth, common.block_of(depth))
-    assert record["step"]["steps"] == 2 and record["memory"]["after_steps"] is None
+    assert record["step"]["steps"] == 2
+    memory = record["memory"]["after_steps"]
+    if torch.cuda.is_available():  # the run took the GPU: its peak memory is recorded
+        assert record["worker_env"]["device"] == torch.cuda.get_device_name()
+        assert memory["peak_bytes_in_use"] > 0
+    else:  # PyTorch keeps no memory record on the CPU
+        assert record["worker_env"]["device"] == "cpu" and memory is None
     for key in common.RUN_KEYS:
         assert key in record
     peer = torch_preact.PreActResNet(depth, common.block_of(depth))

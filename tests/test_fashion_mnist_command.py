@@ -1,5 +1,6 @@
 """The one-command GPU run of the paper's recipe on Fashion-MNIST runs end to end (on CPU, at
-tiny size, on the digits CI has) and records both nets' test errors."""
+tiny size, on the digits CI has), records both nets' test errors and leaves the workdirs out of
+OUT_DIR."""
 
 import json
 import os
@@ -15,7 +16,7 @@ pytestmark = pytest.mark.slow  # see pyproject.toml
 
 def test_both_nets_train_evaluate_and_are_summarized(tmp_path):
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHON": sys.executable}
+    env = {**os.environ, "PYTHON": sys.executable, "WORKDIR_ROOT": str(tmp_path / "work")}
     tiny = ["--config.dataset=digits", "--config.crop_padding=1", "--config.random_flip=False",
             "--config.num_train_steps=4", "--config.warmup_steps=0", "--config.dtype=float32",
             *TINY_FLAGS]  # fmt: skip
@@ -26,6 +27,11 @@ def test_both_nets_train_evaluate_and_are_summarized(tmp_path):
     assert sorted(summary["nets"]) == ["original110", "preact110"]
     for net, result in summary["nets"].items():
         assert result["step"] == 4 and 0.0 <= result["test_error"] <= 100.0, net
-        config = json.loads((out / net / "config.json").read_text())
+        config = summary["configs"][net]
         assert config["model"]["unit"] == ("full_preact" if net == "preact110" else "original")
+        assert (tmp_path / "work" / net / "eval_results.json").exists()
     assert summary["environment"]["versions"]["jax"]
+    # Only the summary and the logs in OUT_DIR, within what the GPU machine sends back.
+    assert sorted(p.name for p in out.iterdir()) == [
+        "original110.eval.log", "original110.train.log", "preact110.eval.log",
+        "preact110.train.log", "summary.json"]  # fmt: skip
