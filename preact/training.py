@@ -28,6 +28,8 @@ from jax.experimental import multihost_utils
 
 from preact import (
     checkpointing,
+    data,
+    evaluation,
     experiment,
     optim,
     provenance,
@@ -37,11 +39,11 @@ from preact import (
 )
 from preact import metrics as metrics_lib
 from preact import workdir as workdir_lib
-from preact.data import datasets
 
 log = logging.getLogger(__name__)
 
 AXIS = experiment.BN_AXIS_NAME  # the device axis of the mapped steps
+evaluate = evaluation.evaluate  # kept here too: callers map the eval step with this module
 
 
 class TrainState(train_state.TrainState):
@@ -232,43 +234,6 @@ def make_eval_step(config: ml_collections.ConfigDict, devices: list[Any] | None 
     return parallel(step, devices)
 
 
-def evaluate(
-    p_eval_step: Callable[..., Any], state: TrainState, batches: Iterator[dict[str, Any]]
-) -> dict[str, float]:
-    """Loss and error (percent) over every example of an eval split, each counted once."""
-    totals: dict[str, float] = {}
-    for batch in batches:
-        sums = jax.device_get(p_eval_step(state, batch))
-        for k, v in sums.items():
-            totals[k] = totals.get(k, 0.0) + float(v)
-    count = totals.get("count", 0.0)
-    if count == 0:
-        raise ValueError("the eval split produced no examples")
-    return {
-        "loss": totals["loss"] / count,
-        "error": 100.0 * totals["errors"] / count,
-        "top5_error": 100.0 * totals["top5_errors"] / count,
-        "num_examples": int(round(count)),
-    }
-
-
-def eval_metrics(
-    p_eval_step: Callable[..., Any], state: TrainState, pipeline: Any, num_classes: int
-) -> dict[str, float]:
-    """``test_loss``, ``test_error`` (and top-5 for ImageNet-sized heads) for each eval split."""
-    out: dict[str, float] = {}
-    for name in pipeline.eval_names:
-        result = evaluate(p_eval_step, state, pipeline.eval_batches(name))
-        prefix = "test" if name == pipeline.eval_names[0] else name
-        out[f"{prefix}_loss"] = result["loss"]
-        out[f"{prefix}_error"] = result["error"]
-        if num_classes >= 100:
-            out[f"{prefix}_top5_error"] = result["top5_error"]
-        if name != "test" and prefix == "test":
-            out[f"{name}_error"] = result["error"]
-    return out
-
-
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
     """``<workdir>/config.json``: the config's fields, and under ``environment`` the software
     and devices of this launch (preact.provenance; every checkpoint records its own)."""
@@ -307,8 +272,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Raises BadInput, before anything is compiled or written, for a bad config, unusable data or
     an unusable workdir (not a directory, of another model, or held by another trainer).
     """
-    from preact import data  # imported here so the model zoo works without the data stack
-
     num_devices, num_processes = jax.local_device_count(), jax.process_count()
     model = check_config(config, num_devices=num_devices, num_processes=num_processes)
     with bad_input():
@@ -445,7 +408,8 @@ def _train(
                     if not evaluated:
                         progress.message("compiling the eval step (first evaluation) ...")
                     started = time.perf_counter()
-                    scalars.update(eval_metrics(p_eval_step, state, pipeline, model.num_classes))
+                    results = evaluation.evaluate_splits(p_eval_step, state, pipeline)
+                    scalars.update(evaluation.log_scalars(results, model.num_classes))
                     eval_s, evaluated = time.perf_counter() - started, True
                 writer.write(step, scalars)
                 board.write_scalars(step, scalars)
@@ -529,9 +493,37 @@ def restore_for_eval(
             if step is not None and step not in steps:
                 raise ValueError(f"no checkpoint at step {step} in {checkpoints.directory}; "
                                  f"available: {sorted(steps)}")  # fmt: skip
-            info = datasets.dataset_info(config)
+            info = data.datasets.dataset_info(config)
             abstract = abstract_train_state(config, model, info.image_shape)
             state, restored_step = checkpoints.restore(abstract, step=step)
         finally:
             checkpoints.close()
     return state, restored_step, model
+
+
+def evaluate_workdir(
+    config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> dict[str, Any]:
+    """What ``eval.py`` does: restore a workdir's latest (or given) checkpoint, evaluate the
+    whole test split (each evaluation of it), write ``<workdir>/eval_results.json`` with the
+    ``environment`` that evaluated it, and return that record.
+
+    Raises BadInput, before anything is compiled or written, for a bad config, workdir, step or
+    data.
+    """
+    check_config(config)
+    with bad_input():
+        workdir_lib.check_readable(workdir)
+        workdir_lib.check_writable(workdir, "eval.py writes eval_results.json there")
+    # The checkpoint next: a missing or foreign one is reported before any data is read.
+    state, restored_step, model = restore_for_eval(config, workdir, step)
+    with bad_input():
+        pipeline = data.make_pipeline(config)
+    results = evaluation.evaluate_splits(make_eval_step(config), replicate(state), pipeline)
+    record = evaluation.eval_record(
+        results, model.num_classes, step=restored_step, experiment=config.experiment
+    )
+    record["environment"] = provenance.environment()
+    if jax.process_index() == 0:
+        workdir_lib.write_json(os.path.join(workdir, "eval_results.json"), record)
+    return record
