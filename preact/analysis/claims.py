@@ -1,0 +1,196 @@
+r"""The paper's fail/learn claims (Tables 1-3) tested on the ablation runs: Fisher's exact test.
+
+    python -m preact.analysis.claims --records=docs/ablation_table1.json,docs/ablation_table2.json,\
+        docs/ablation_table3.json --out=docs/claims.json
+
+Each claim compares two arms, a variant and its baseline, by how many of their seeds *failed*
+(the ablation runner's rule, fixed before the runs: diverged, or test error above the tables'
+``fail_error``; ``preact.analysis.ablations``). The paper states two kinds of claim:
+
+* **fails**: the variant's row of Table 1 reads "fail" (test error above 20% on CIFAR-10) where
+  the baseline trains. Tested one-sided: does the variant fail more often than the baseline?
+  5 of 5 against 0 of 5 gives p = 0.004.
+* **learns**: the paper trained the variant (a number in its row). A test cannot show that two
+  arms fail equally often; it can show the opposite, so these are tested one-sided the other way
+  round, in the direction of the paper's claim (the variant fails *less* often than the baseline),
+  and are "contradicts" when the variant fails significantly *more* often, else "cannot tell".
+
+``verdict``: "supports" only at p <= 0.01 with at least :data:`MIN_SEEDS` seeds in each arm;
+"contradicts" when the one-sided test in the opposite direction gives p <= 0.01; otherwise
+"cannot tell". Graded claims (which variant is better by how much) are not tested here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+ALPHA = 0.01
+MIN_SEEDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    table: int
+    variant: str  # the ablation runner's variant key
+    baseline: str
+    kind: str  # "fails" | "learns"
+    text: str
+
+
+_T1 = "original_basic"
+CLAIMS: tuple[Claim, ...] = (
+    # Table 1: ResNet-110 (54 two-layer units), the original unit's shortcut variants.
+    Claim(1, "scaling_0_1", _T1, "fails", "no shortcut (plain net, lambda = 0) fails"),
+    Claim(1, "scaling_0.5_1", _T1, "fails", "constant scaling 0.5 on the shortcut fails"),
+    Claim(1, "exclusive_gating_0", _T1, "fails", "exclusive gating with b_g = 0 fails"),
+    Claim(1, "dropout_shortcut", _T1, "fails", "dropout 0.5 on the shortcut fails"),
+    Claim(1, "scaling_0.5_0.5", _T1, "learns", "constant scaling 0.5/0.5 trains (12.35%)"),
+    Claim(1, "exclusive_gating_-6", _T1, "learns", "exclusive gating b_g = -6 trains (8.70%)"),
+    Claim(1, "shortcut_gating_0", _T1, "learns", "shortcut-only gating b_g = 0 trains (12.86%)"),
+    Claim(1, "shortcut_gating_-6", _T1, "learns", "shortcut-only gating b_g = -6 trains (6.91%)"),
+    Claim(1, "conv_shortcut", _T1, "learns", "1x1 conv shortcuts train (12.22%)"),
+    # Table 2: every activation order trains on ResNet-110 and ResNet-164.
+    *(
+        Claim(2, f"{unit}_{block}", f"original_{block}", "learns", f"{text} trains on {net}")
+        for block, net in (("basic", "ResNet-110"), ("bottleneck", "ResNet-164"))
+        for unit, text in (
+            ("bn_after_add", "BN after addition"),
+            ("relu_before_add", "ReLU before addition"),
+            ("relu_preact", "ReLU-only pre-activation"),
+            ("full_preact", "full pre-activation"),
+        )
+    ),
+    # Table 3 / Fig. 1: the original unit trains at every depth, ResNet-1001 included (7.61%);
+    # here the deepest net is bottleneck-299 ("deep"), compared with its pre-activation twin.
+    Claim(
+        3,
+        "original_deep",
+        "full_preact_deep",
+        "learns",
+        "the original unit trains on the deepest net (ResNet-1001: 7.61%)",
+    ),  # fmt: skip
+    Claim(
+        3,
+        "original_one_layer",
+        "full_preact_one_layer",
+        "learns",
+        "the original one-layer unit trains (ResNet-110, one layer: 9.90%)",
+    ),  # fmt: skip
+)
+
+
+def fisher_one_sided(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
+    """P(arm A has >= k_a of the k_a + k_b failures) under the null of equal failure rates,
+    with all margins fixed: the upper tail of the hypergeometric distribution."""
+    if not (0 <= k_a <= n_a and 0 <= k_b <= n_b):
+        raise ValueError(f"impossible counts {k_a}/{n_a}, {k_b}/{n_b}")
+    total, failures = n_a + n_b, k_a + k_b
+    denominator = math.comb(total, failures)
+    upper = min(n_a, failures)
+    tail = sum(math.comb(n_a, x) * math.comb(n_b, failures - x) for x in range(k_a, upper + 1))
+    return min(1.0, tail / denominator)
+
+
+def judge(claim: Claim, variant: Mapping[str, int], baseline: Mapping[str, int]) -> dict:
+    """One claim's record: the arms, the p-value in the paper's direction and the verdict."""
+    kv, nv = variant["failed"], variant["seeds"]
+    kb, nb = baseline["failed"], baseline["seeds"]
+    if claim.kind == "fails":  # the paper: the variant fails more often than the baseline
+        p_claim, p_against = fisher_one_sided(kv, nv, kb, nb), fisher_one_sided(kb, nb, kv, nv)
+    elif claim.kind == "learns":  # the paper: the variant fails no more often than the baseline
+        p_claim, p_against = fisher_one_sided(kb, nb, kv, nv), fisher_one_sided(kv, nv, kb, nb)
+    else:
+        raise ValueError(f"unknown claim kind {claim.kind!r}")
+    enough = min(nv, nb) >= MIN_SEEDS
+    if p_against <= ALPHA:
+        verdict = "contradicts"
+    elif p_claim <= ALPHA and enough:
+        verdict = "supports"
+    else:
+        verdict = "cannot tell"
+    return {
+        "table": claim.table,
+        "claim": claim.text,
+        "kind": claim.kind,
+        "arms": {claim.variant: dict(variant), claim.baseline: dict(baseline)},
+        "p_value": round(p_claim, 6),
+        "p_value_against": round(p_against, 6),
+        "verdict": verdict,
+    }
+
+
+def arms_from_records(records: Iterable[Mapping[str, Any]], fail_error: float) -> dict:
+    """{variant: {"seeds", "failed", "test_errors"}} over every run of the ablation JSON records,
+    one per (variant, seed) (a run found in two tables, the shared baseline, counts once)."""
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for record in records:
+        for name, summary in record["variants"].items():
+            for run in summary["runs"]:
+                runs.setdefault(name, {})[int(run["seed"])] = run
+    arms = {}
+    for name, by_seed in runs.items():
+        failed = [
+            r.get("diverged_step") is not None or not r["test_error"] <= fail_error
+            for r in by_seed.values()
+        ]
+        arms[name] = {
+            "seeds": len(by_seed),
+            "failed": int(sum(failed)),
+            "test_errors": [by_seed[s]["test_error"] for s in sorted(by_seed)],
+        }
+    return arms
+
+
+def claims_record(records: Sequence[Mapping[str, Any]]) -> dict:
+    fail_errors = {r["fail_error"] for r in records}
+    if len(fail_errors) != 1:
+        raise ValueError(f"the records use different fail rules: fail_error {fail_errors}")
+    (fail_error,) = fail_errors
+    arms = arms_from_records(records, fail_error)
+    claims = [
+        judge(c, arms[c.variant], arms[c.baseline])
+        for c in CLAIMS
+        if c.variant in arms and c.baseline in arms
+    ]
+    return {
+        "fail_rule": f"diverged, or test error > {fail_error}%",
+        "alpha": ALPHA,
+        "min_seeds": MIN_SEEDS,
+        "claims": claims,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import argparse
+
+    from preact import provenance
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", required=True, help="comma-separated ablation JSON files")
+    parser.add_argument("--out", default="", help="where to write claims.json ('' = print)")
+    args = parser.parse_args(argv)
+    paths = [p for p in args.records.split(",") if p]
+    records = []
+    for path in paths:
+        with open(path) as f:
+            records.append(json.load(f))
+    result = {**claims_record(records), "records": paths, "environment": provenance.environment()}
+    for c in result["claims"]:
+        arms = ", ".join(f"{k} {v['failed']}/{v['seeds']}" for k, v in c["arms"].items())
+        print(f"Table {c['table']}: {c['claim']}: {arms} failed; p = {c['p_value']:.3g}: "
+              f"{c['verdict']}")  # fmt: skip
+    if args.out:
+        tmp = args.out + ".tmp"  # written whole, then renamed: never a torn file
+        with open(tmp, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Fisher's exact test and the verdicts of preact.analysis.claims, against hand computations."""
+
+import itertools
+import math
+
+import pytest
+
+from preact.analysis import claims
+
+
+def _brute_force(k_a, n_a, k_b, n_b):
+    """P(arm A has >= k_a failures) by enumerating every equally likely labelling of the pooled
+    runs as A or B (the permutation distribution Fisher's test is exact for)."""
+    outcomes = [1] * (k_a + k_b) + [0] * (n_a + n_b - k_a - k_b)
+    count = hits = 0
+    for chosen in itertools.combinations(range(len(outcomes)), n_a):
+        count += 1
+        hits += sum(outcomes[i] for i in chosen) >= k_a
+    return hits / count
+
+
+@pytest.mark.parametrize(
+    "counts", [(5, 5, 0, 5), (4, 5, 0, 5), (3, 5, 1, 5), (1, 1, 0, 1), (3, 3, 0, 3), (0, 5, 0, 5),
+               (2, 6, 3, 4), (0, 5, 5, 5)]
+)  # fmt: skip
+def test_fisher_matches_the_permutation_distribution(counts):
+    assert claims.fisher_one_sided(*counts) == pytest.approx(_brute_force(*counts), abs=1e-12)
+
+
+def test_fisher_five_of_five_against_none():
+    assert claims.fisher_one_sided(5, 5, 0, 5) == pytest.approx(1 / math.comb(10, 5))  # 0.004
+    assert claims.fisher_one_sided(0, 5, 5, 5) == 1.0
+
+
+def _claim(kind):
+    return claims.Claim(1, "v", "b", kind, "text")
+
+
+@pytest.mark.parametrize(
+    "kind, variant, baseline, verdict",
+    [
+        ("fails", (5, 5), (0, 5), "supports"),  # p = 0.004
+        ("fails", (4, 5), (0, 5), "cannot tell"),  # p = 0.024
+        ("fails", (3, 3), (0, 3), "cannot tell"),  # p = 0.05: too few seeds to reach 0.01
+        ("fails", (0, 5), (5, 5), "contradicts"),  # the baseline fails, the variant trains
+        ("learns", (0, 5), (0, 5), "cannot tell"),  # equal is never shown by this test
+        ("learns", (5, 5), (0, 5), "contradicts"),  # the paper trained it; ours always fails
+        ("learns", (1, 1), (0, 1), "cannot tell"),  # one seed a side: p = 0.5
+        ("learns", (0, 6), (6, 6), "supports"),  # trains where the baseline fails: p = 0.001
+        ("learns", (0, 4), (4, 4), "cannot tell"),  # p = 0.014 and fewer than 5 seeds
+    ],
+)
+def test_verdicts(kind, variant, baseline, verdict):
+    arms = [{"failed": k, "seeds": n} for k, n in (variant, baseline)]
+    record = claims.judge(_claim(kind), *arms)
+    assert record["verdict"] == verdict
+    assert set(record["arms"]) == {"v", "b"}
+
+
+def test_arms_count_each_seed_once_and_apply_the_fail_rule():
+    run = lambda seed, error, diverged=None: {  # noqa: E731
+        "seed": seed, "test_error": error, "diverged_step": diverged}  # fmt: skip
+    table1 = {"fail_error": 65.0, "variants": {
+        "original_basic": {"runs": [run(0, 30.0)]},
+        "scaling_0_1": {"runs": [run(0, 80.0), run(1, 50.0, diverged=7), run(2, 65.0)]},
+    }}  # fmt: skip
+    table2 = {"fail_error": 65.0, "variants": {
+        "original_basic": {"runs": [run(0, 30.0), run(1, 70.0)]},  # seed 0 again: counted once
+    }}  # fmt: skip
+    arms = claims.arms_from_records([table1, table2], 65.0)
+    assert arms["original_basic"] == {"seeds": 2, "failed": 1, "test_errors": [30.0, 70.0]}
+    assert arms["scaling_0_1"]["failed"] == 2  # 80% and a divergence; 65% is not above 65
+    record = claims.claims_record([table1, table2])
+    assert [c["claim"] for c in record["claims"]] == ["no shortcut (plain net, lambda = 0) fails"]
+    with pytest.raises(ValueError, match="different fail rules"):
+        claims.claims_record([table1, {**table2, "fail_error": 20.0}])
+
+
+def test_every_claim_names_variants_of_the_ablation_catalogue():
+    from preact.analysis import ablations
+
+    names = set(ablations.VARIANTS)
+    for claim in claims.CLAIMS:
+        assert {claim.variant, claim.baseline} <= names, claim
