@@ -20,7 +20,9 @@ The weight layers ``W`` of F come from :func:`residual_layers`: two 3x3 convs (`
 
 The shortcut variants of Table 1 (Fig. 2) are options of the ``original`` unit only, as in the
 paper: constant scaling, exclusive gating, shortcut-only gating, a 1x1 conv on every shortcut and
-dropout on the shortcut.
+dropout on the shortcut. Each is one function in the ``SHORTCUT_VARIANTS`` registry; a variant of
+your own is one more, decorated with ``@register_shortcut_variant("name")`` and selected with
+``model.unit_options={"shortcut_variant": "name"}``.
 
 To add a unit of your own, in this file or in a module of yours: subclass :class:`ResidualUnit`
 (or :class:`PreActivationUnit`), declare the Appendix rules it needs as class attributes
@@ -48,14 +50,6 @@ ModuleDef = Any
 
 BLOCKS = ("basic", "bottleneck", "one_layer")
 SHORTCUTS = ("identity", "zero_pad", "projection")
-SHORTCUT_VARIANTS = (
-    "identity",
-    "constant_scaling",
-    "exclusive_gating",
-    "shortcut_only_gating",
-    "conv_shortcut",
-    "dropout_shortcut",
-)
 GATING_VARIANTS = ("exclusive_gating", "shortcut_only_gating")
 BOTTLENECK_STRIDES = ("first_1x1", "3x3")
 BOTTLENECK_EXPANSION = 4
@@ -185,6 +179,18 @@ class ResidualUnit(nn.Module):
             return self.norm_act(use_running_average=not train, name=name)(x)
         return self.act(self._norm(train, name)(x))
 
+    def _post_activation_residual(self, x: jax.Array, *, train: bool, end: str) -> jax.Array:
+        """F of the post-activation units: (W-BN-ReLU) for every weight layer but the last, whose
+        W is followed by ``end``: ``"bn"`` (Fig. 4a), ``"none"`` (4b: the BN comes after the
+        addition) or ``"bn_relu"`` (4c). Variables ``conv<i>``, ``norm<i>``."""
+        for i, layer in enumerate(self.layers, start=1):
+            x = self._conv(layer, f"conv{i}")(x)
+            if i < len(self.layers) or end == "bn_relu":
+                x = self._norm_act(x, train=train, name=f"norm{i}")
+            elif end == "bn":
+                x = self._norm(train, f"norm{i}")(x)
+        return x
+
     def _h(self, x: jax.Array, *, train: bool) -> jax.Array:
         """The shortcut h(x): identity, zero padding (option A) or projection (option B)."""
         if self.shortcut == "identity":
@@ -213,7 +219,8 @@ class OriginalUnit(ResidualUnit):
     0.5}`` for Table 1's lambda = 0.5 row.
 
     Attributes:
-      shortcut_variant: one of ``SHORTCUT_VARIANTS`` (Fig. 2(a)-(f)).
+      shortcut_variant: a name in ``SHORTCUT_VARIANTS`` (Fig. 2(a)-(f), or one registered with
+        :func:`register_shortcut_variant`).
       shortcut_scale: lambda of constant scaling (0 gives the plain net of Table 1).
       residual_scale: the scale on F's output (after its last BN: a scale before a BN would be
         undone by it).
@@ -243,7 +250,9 @@ class OriginalUnit(ResidualUnit):
     def check_options(cls, options: Mapping[str, Any]) -> None:
         variant = options.get("shortcut_variant", "identity")
         if variant not in SHORTCUT_VARIANTS:
-            raise ValueError(f"unknown shortcut_variant {variant!r}; valid: {SHORTCUT_VARIANTS}")
+            raise ValueError(
+                f"unknown shortcut_variant {variant!r}; valid: {tuple(SHORTCUT_VARIANTS)}"
+            )
         if options.get("gate_bias") is not None and variant not in GATING_VARIANTS:
             raise ValueError(
                 f"gate_bias is set but shortcut_variant {variant!r} has no gate; gated variants: "
@@ -261,45 +270,12 @@ class OriginalUnit(ResidualUnit):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        residual = x
-        for i, layer in enumerate(self.layers, start=1):
-            residual = self._conv(layer, f"conv{i}")(residual)
-            if i < len(self.layers):
-                residual = self._norm_act(residual, train=train, name=f"norm{i}")
-            else:
-                residual = self._norm(train, f"norm{i}")(residual)
-
-        variant = self.shortcut_variant
-        if variant == "conv_shortcut":  # Fig. 2(e): a 1x1 conv on every shortcut
-            h = self._conv(Layer(1, self.features, self.strides), "conv_shortcut")(x)
-            if self.conv_shortcut_norm:
-                h = self._norm(train, "norm_shortcut")(h)
-            return self.act(h + residual)
-
-        h = self._h(x, train=train)
-        if variant == "identity":  # Fig. 2(a)
-            y = h + residual
-        elif variant == "constant_scaling":  # Fig. 2(b)
-            y = self.shortcut_scale * h + self.residual_scale * residual
-        elif variant in GATING_VARIANTS:  # Fig. 2(c), 2(d)
-            gate = self.conv(
-                self.features,
-                (1, 1),
-                strides=(self.strides, self.strides),
-                use_bias=True,
-                bias_init=nn.initializers.constant(
-                    self.DEFAULT_GATE_BIAS if self.gate_bias is None else self.gate_bias
-                ),
-                name="conv_gate",
-            )(x)
-            g = nn.sigmoid(gate)
-            gated_residual = g * residual if variant == "exclusive_gating" else residual
-            y = (1.0 - g) * h + gated_residual
-        elif variant == "dropout_shortcut":  # Fig. 2(f)
-            y = self._dropout(h, train=train) + residual
-        else:
-            raise ValueError(f"unknown shortcut variant {variant!r}; valid: {SHORTCUT_VARIANTS}")
-        return self.act(y)
+        residual = self._post_activation_residual(x, train=train, end="bn")
+        combine = SHORTCUT_VARIANTS.get(self.shortcut_variant)
+        if combine is None:
+            raise ValueError(f"unknown shortcut variant {self.shortcut_variant!r}; valid: "
+                             f"{tuple(SHORTCUT_VARIANTS)}")  # fmt: skip
+        return self.act(combine(self, x, residual, train=train))
 
     def _dropout(self, h: jax.Array, *, train: bool) -> jax.Array:
         keep = 1.0 - self.dropout_rate
@@ -308,6 +284,87 @@ class OriginalUnit(ResidualUnit):
         mask = jax.random.bernoulli(self.make_rng("dropout"), keep, h.shape)
         kept = jnp.where(mask, h, jnp.zeros_like(h))
         return kept / keep if self.dropout_rescale else kept
+
+
+ShortcutVariant = Callable[[OriginalUnit, jax.Array, jax.Array], jax.Array]
+"""``(unit, x, residual, *, train) -> y``: the sum before the original unit's final ReLU, from
+the unit input ``x`` and the residual branch F(x) (ending in BN). A variant builds what it puts
+on the shortcut inside the unit (``unit._h(x, train=train)`` for the network's shortcut,
+``unit.conv``/``unit._norm`` for layers of its own, named under the unit) and reads its options
+from the unit's fields."""
+
+SHORTCUT_VARIANTS: dict[str, ShortcutVariant] = {}
+
+
+def register_shortcut_variant(name: str) -> Callable[[ShortcutVariant], ShortcutVariant]:
+    """Decorator: adds a shortcut variant of the original unit under ``name`` (Fig. 2 has six;
+    a name registered twice is a mistake, not an update)."""
+
+    def add(variant: ShortcutVariant) -> ShortcutVariant:
+        if not callable(variant):
+            raise TypeError(f"shortcut variant {name!r} must be callable, got {variant!r}")
+        if name in SHORTCUT_VARIANTS:
+            raise ValueError(f"shortcut variant name {name!r} is taken")
+        SHORTCUT_VARIANTS[name] = variant
+        return variant
+
+    return add
+
+
+@register_shortcut_variant("identity")
+def _identity(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(a): ``h(x) + F(x)``."""
+    return unit._h(x, train=train) + residual
+
+
+@register_shortcut_variant("constant_scaling")
+def _constant_scaling(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(b): ``lambda h(x) + s F(x)`` (lambda = 0: the plain net)."""
+    return unit.shortcut_scale * unit._h(x, train=train) + unit.residual_scale * residual
+
+
+def _gate(unit: OriginalUnit, x: jax.Array) -> jax.Array:
+    """``g(x) = sigmoid(W_g x + b_g)``: a 1x1 conv with a bias and no BN, at the unit's stride."""
+    gate = unit.conv(
+        unit.features,
+        (1, 1),
+        strides=(unit.strides, unit.strides),
+        use_bias=True,
+        bias_init=nn.initializers.constant(
+            unit.DEFAULT_GATE_BIAS if unit.gate_bias is None else unit.gate_bias
+        ),
+        name="conv_gate",
+    )(x)
+    return nn.sigmoid(gate)
+
+
+@register_shortcut_variant("exclusive_gating")
+def _exclusive_gating(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(c): ``(1 - g(x)) h(x) + g(x) F(x)``."""
+    g = _gate(unit, x)
+    return (1.0 - g) * unit._h(x, train=train) + g * residual
+
+
+@register_shortcut_variant("shortcut_only_gating")
+def _shortcut_only_gating(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(d): ``(1 - g(x)) h(x) + F(x)``."""
+    g = _gate(unit, x)
+    return (1.0 - g) * unit._h(x, train=train) + residual
+
+
+@register_shortcut_variant("conv_shortcut")
+def _conv_shortcut(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(e): a 1x1 conv (and BN, ``conv_shortcut_norm``) on every shortcut."""
+    h = unit._conv(Layer(1, unit.features, unit.strides), "conv_shortcut")(x)
+    if unit.conv_shortcut_norm:
+        h = unit._norm(train, "norm_shortcut")(h)
+    return h + residual
+
+
+@register_shortcut_variant("dropout_shortcut")
+def _dropout_shortcut(unit: OriginalUnit, x: jax.Array, residual: jax.Array, *, train: bool):
+    """Fig. 2(f): dropout on the shortcut (``dropout_rate``, ``dropout_rescale``)."""
+    return unit._dropout(unit._h(x, train=train), train=train) + residual
 
 
 class BNAfterAdditionUnit(ResidualUnit):
@@ -319,11 +376,7 @@ class BNAfterAdditionUnit(ResidualUnit):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        residual = x
-        for i, layer in enumerate(self.layers, start=1):
-            residual = self._conv(layer, f"conv{i}")(residual)
-            if i < len(self.layers):
-                residual = self._norm_act(residual, train=train, name=f"norm{i}")
+        residual = self._post_activation_residual(x, train=train, end="none")
         y = self._h(x, train=train) + residual
         return self._norm_act(y, train=train, name="norm_add")
 
@@ -336,10 +389,7 @@ class ReLUBeforeAdditionUnit(ResidualUnit):
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-        residual = x
-        for i, layer in enumerate(self.layers, start=1):
-            residual = self._conv(layer, f"conv{i}")(residual)
-            residual = self._norm_act(residual, train=train, name=f"norm{i}")
+        residual = self._post_activation_residual(x, train=train, end="bn_relu")
         return self._h(x, train=train) + residual
 
 

@@ -1,6 +1,7 @@
 """Extension points used from outside the package: a residual unit with an option of its own,
 selected by config alone (the network applies the Appendix rules the unit declares, and it
-trains), and a dataset of one's own, one registry entry."""
+trains), a shortcut variant of the original unit (one registered function), and a dataset of
+one's own, one registry entry."""
 
 import flax.linen as nn
 import jax
@@ -76,6 +77,35 @@ def test_new_unit_trains_from_a_config(tmp_path):
     config.model.unit_options = {"alpha": 0.5}
     model = configuration.build_model(config)
     assert model.unit_options["alpha"] == 0.5
+    result = training.train_and_evaluate(config, str(tmp_path / "work"))
+    assert result["step"] == 2 and jnp.isfinite(result["train_loss"])
+
+
+@units.register_shortcut_variant("half_shortcut")
+def _half_shortcut(unit, x, residual, *, train):
+    """``0.5 h(x) + F(x)``: constant scaling of the shortcut alone, written as a new variant."""
+    return 0.5 * unit._h(x, train=train) + residual
+
+
+def test_new_shortcut_variant_is_one_registered_function():
+    """The registered variant is constant scaling with lambda = 0.5, variable for variable."""
+    x = jax.random.normal(key(0), (4, 8, 8, 3))
+    reference = _net("original", shortcut_variant="constant_scaling", shortcut_scale=0.5)
+    variables = reference.init(key(1), x, train=False)
+    ours = _net("original", shortcut_variant="half_shortcut")
+    assert jax.tree.structure(ours.init(key(1), x, train=False)) == jax.tree.structure(variables)
+    np.testing.assert_array_equal(
+        ours.apply(variables, x, train=False), reference.apply(variables, x, train=False)
+    )
+    with pytest.raises(ValueError, match="taken"):
+        units.register_shortcut_variant("identity")(_half_shortcut)
+
+
+@pytest.mark.slow
+def test_new_shortcut_variant_trains_from_a_config(tmp_path):
+    config = tiny_config(num_train_steps=2)
+    config.model.unit = "original"
+    config.model.unit_options = {"shortcut_variant": "half_shortcut"}
     result = training.train_and_evaluate(config, str(tmp_path / "work"))
     assert result["step"] == 2 and jnp.isfinite(result["train_loss"])
 
