@@ -6,6 +6,12 @@ one line on stderr (``error: ...``), no traceback, before anything is compiled o
 parses the flags before ``main`` runs and lets ml_collections' errors escape as tracebacks, so
 the parsing itself happens here (:func:`parse_flags`, given to ``app.run``).
 
+One config loader and one override syntax for every command: ``train.py``/``eval.py`` take
+``--config=NAME_OR_PATH[:ARG]`` and ``--config.FIELD=VALUE`` flags (:func:`load_config`); the
+analysis tools, which take several configs at once, take each as one string of the same words,
+``"NAME_OR_PATH[:ARG] --config.FIELD=VALUE ..."`` (:func:`config_from_spec`), parsed by the same
+ml_collections flag, with the same checks and messages.
+
 Also here: the flags and the call that make a run multi-host (``jax.distributed.initialize``),
 and the logging levels both scripts use.
 """
@@ -16,6 +22,7 @@ import importlib.util
 import logging
 import os
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -110,15 +117,58 @@ def load_config(holder: flags.FlagHolder) -> config_dict.ConfigDict:
         config.get("experiment")  # a config file that failed to load raises on first use
     except OSError as e:
         fail(f"--{holder.name}: {e}")
-    flag = flags.FLAGS[holder.name]
+    problem = _override_type_problem(flags.FLAGS[holder.name])
+    if problem:
+        fail(problem)
+    return config
+
+
+def config_from_spec(spec: str) -> config_dict.ConfigDict:
+    """One config from one string of command-line words, ``NAME_OR_PATH[:ARG]`` then any
+    ``--config.FIELD=VALUE`` overrides, quoted as a shell would (e.g. ``"original110
+    --config.model.unit_options=\"{'shortcut_variant': 'conv_shortcut'}\""``). Read exactly as
+    ``train.py`` reads its ``--config`` flags; raises ValueError with the message it would
+    print."""
+    words = shlex.split(spec)
+    if not words or words[0].startswith("-"):
+        raise ValueError(f"config {spec!r} must start with a config name or file")
+    stray = [w for w in words[1:] if not w.startswith("--config.")]
+    if stray:
+        raise ValueError(f"config {spec!r}: {stray[0]!r} is not a --config.FIELD=VALUE override")
+    argv = ["config", f"--config={words[0]}", *words[1:]]
+    resolve_config_names(argv)
+    flag_values = flags.FlagValues()
+    holder = config_flags.DEFINE_config_file(
+        "config", None, "config", flag_values=flag_values, sys_argv=argv
+    )
+    try:
+        flag_values(argv)
+        config = holder.value
+        config.get("experiment")  # a config file that failed to load raises on first use
+    except Exception as e:  # noqa: BLE001 - whatever goes wrong reading a config is bad input
+        raise ValueError(f"config {spec!r}: {one_line(_describe_parse_error(e, argv))}") from None
+    problem = _override_type_problem(flag_values["config"])
+    if problem:
+        raise ValueError(f"config {spec!r}: {problem}")
+    return config
+
+
+def override_label(spec: str) -> str:
+    """A short name for the overrides of a spec, for legends: ``unit=original, depth=8``."""
+    pairs = [w[len("--config.") :].partition("=") for w in shlex.split(spec)[1:]]
+    return ", ".join(f"{field.rsplit('.', 1)[-1]}={value}" for field, _, value in pairs)
+
+
+def _override_type_problem(flag: Any) -> str | None:
+    """The first override whose elements have another type than the default's, or None."""
     overrides = config_flags.get_override_values(flag)
     if any(isinstance(v, (tuple, list)) for v in overrides.values()):
         defaults = _load_defaults(config_flags.get_config_filename(flag))
         for path, value in overrides.items():
             problem = _element_type_problem(_get(defaults, path), value)
             if problem:
-                fail(f"--{holder.name}.{path}={value!r}: {problem}")
-    return config
+                return f"--{flag.name}.{path}={value!r}: {problem}"
+    return None
 
 
 def _load_defaults(spec: str) -> Any:

@@ -123,10 +123,10 @@ def test_command_on_a_tiny_setting(tmp_path):
 
 def test_runs_start_from_the_base_config_file():
     variant = ablations.VARIANTS["conv_shortcut"]
-    config = variant.config(ablations.Scale(), 1, base_config="configs/smoke.py@weight_decay=0.0")
+    config = variant.config(ablations.Scale(), 1, base_config="smoke --config.weight_decay=0.0")
     assert config.weight_decay == 0.0 and config.dataset == "digits"
     assert config.model.unit_options.shortcut_variant == "conv_shortcut" and config.seed == 1
     default = ablations.Scale().tag()
     assert ablations._run_dir(ablations.Scale(), ablations.BASE_CONFIG) == default
-    assert ablations._run_dir(ablations.Scale(), "configs/smoke.py@weight_decay=0.0") != default
+    assert ablations._run_dir(ablations.Scale(), "smoke --config.weight_decay=0.0") != default
     assert ablations._run_dir(ablations.Scale(), "configs/smoke.py") != default

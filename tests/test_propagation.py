@@ -183,16 +183,27 @@ def test_scanned_model_is_refused():
 
 
 def test_config_overrides_and_labels():
+    """A config entry is train.py's --config and --config.x=v words in one string."""
     config, label = propagation.load_config(
-        "configs/original110.py@model.unit_options.shortcut_variant=constant_scaling"
-        "@model.unit_options.shortcut_scale=0.5"
+        "original110 --config.model.unit_options=\"{'shortcut_variant': 'constant_scaling', "
+        "'shortcut_scale': 0.5}\" --config.model.depth=56"
     )
     assert config.model.unit_options.shortcut_variant == "constant_scaling"
     assert config.model.unit_options.shortcut_scale == 0.5
-    assert label == "original110 (shortcut_variant=constant_scaling, shortcut_scale=0.5)"
+    assert config.model.depth == 56
+    assert label == (
+        "original110 (unit_options={'shortcut_variant': 'constant_scaling', "
+        "'shortcut_scale': 0.5}, depth=56)"
+    )
     assert configuration.build_model(config).unit_options["shortcut_scale"] == 0.5
-    with pytest.raises(ValueError, match="unknown config field"):
-        propagation.load_config("configs/smoke.py@model.dpeth=8")
+    with pytest.raises(ValueError, match=r"--config.model.dpeth=8: no such config field"):
+        propagation.load_config("configs/smoke.py --config.model.dpeth=8")
+    with pytest.raises(ValueError, match="is not a --config.FIELD=VALUE override"):
+        propagation.load_config("configs/smoke.py model.depth=8")
+    assert propagation._split("a.py --config.x=\"{'a': 1, 'b': 2}\",b.py") == [
+        "a.py --config.x=\"{'a': 1, 'b': 2}\"",
+        "b.py",
+    ]
 
 
 @pytest.mark.slow
@@ -214,10 +225,13 @@ def test_checkpoint_and_command_line(tmp_path):
 
     out = tmp_path / "prop.png"
     # the same network as tiny_config's
-    tiny = f"configs/smoke.py@model.depth={TINY['model.depth']}@model.width={TINY['model.width']}"
+    tiny = (
+        f"configs/smoke.py --config.model.depth={TINY['model.depth']} "
+        f"--config.model.width={TINY['model.width']}"
+    )
     measurements = run_command(
         propagation,
-        f"--configs={tiny},{tiny}@model.unit=original",
+        f"--configs={tiny},{tiny} --config.model.unit=original",
         "--labels=pre-act,original",
         f"--out={out}",
         "--bn=running",

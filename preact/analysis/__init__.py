@@ -9,7 +9,13 @@ Each is a library module and a command (absl flags, as ``train.py`` and ``eval.p
 - :mod:`preact.analysis.propagation`: the forward signal and the gradient at every residual unit
   (Eqs. 4-8). ``python -m preact.analysis.propagation --out=docs/propagation.png``
 - :mod:`preact.analysis.ablations`: Tables 1-3 re-run at a reduced scale on offline data.
-  ``python -m preact.analysis.ablations --table=1,2,3 --out=docs/``
+  ``python -m preact.analysis.ablations --table=1,2,3 --out=docs/``; its parts are the
+  experiment catalogue (``ablation_catalog``), the runner (``ablation_runs``) and the report
+  (``ablation_report``).
+
+A tool that takes a config takes it as ``train.py`` does (``--config=NAME_OR_PATH[:ARG]`` and
+``--config.FIELD=VALUE``), or, for several at once, each as one string of those words
+(:func:`preact.cli.config_from_spec`).
 
 The flags of each command are defined by its ``define_flags(flag_values)`` when it runs as a
 command, not when it is imported, so the modules can be imported side by side (and next to

@@ -35,19 +35,18 @@ respect to those zeros is exactly ``dE/dx_l``.
     python -m preact.analysis.propagation --configs=configs/preact110.py,configs/original110.py \
         --workdirs=/tmp/preact110,/tmp/original110 --bn=running --out=trained.png
 
-A config entry is ``PATH[:ARG][@field=value...]``, e.g.
-``configs/original110.py@model.unit_options.shortcut_variant=constant_scaling@model.unit_options.shortcut_scale=0.5``
-(the keys of ``model.unit_options``, the unit's own options, may be new; every other field must
-exist).
+A config entry is a config and its overrides as ``train.py`` takes them, in one string
+(:func:`preact.cli.config_from_spec`), e.g. ``original110 --config.model.depth=56`` or
+``configs/original110.py --config.model.unit_options="{'shortcut_variant': 'constant_scaling',
+'shortcut_scale': 0.5}"``; entries are separated by commas outside brackets and quotes.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
 import json
 import os
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -73,13 +72,13 @@ PAPER_NETWORKS = (
     ("configs/original110.py", "original-110"),
     ("configs/preact110.py", "pre-act-110"),
     (
-        "configs/original110.py@model.unit_options.shortcut_variant=constant_scaling"
-        "@model.unit_options.shortcut_scale=0.5",
+        "configs/original110.py --config.model.unit_options=\"{'shortcut_variant': "
+        "'constant_scaling', 'shortcut_scale': 0.5}\"",
         "original-110, lambda=0.5",
     ),
     (
-        "configs/original110.py@model.unit_options.shortcut_variant=exclusive_gating"
-        "@model.unit_options.gate_bias=-6.0",
+        "configs/original110.py --config.model.unit_options=\"{'shortcut_variant': "
+        "'exclusive_gating', 'gate_bias': -6.0}\"",
         "original-110, exclusive gating b_g=-6",
     ),
     ("configs/original164.py", "original-164"),
@@ -253,44 +252,13 @@ def measure(
 
 
 def load_config(spec: str) -> tuple[ml_collections.ConfigDict, str]:
-    """``PATH[:ARG][@field=value...]`` -> (config, a label naming the overrides)."""
-    path, *overrides = spec.split("@")
-    arg = None
-    if ":" in path:
-        path, arg = path.split(":", 1)
-    module_spec = importlib.util.spec_from_file_location(
-        f"_preact_config_{abs(hash(path))}", os.path.abspath(path)
-    )
-    if module_spec is None or not os.path.exists(path):
-        raise FileNotFoundError(f"no config file {path!r}")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg is not None else module.get_config()
+    """``NAME_OR_PATH[:ARG] [--config.FIELD=VALUE ...]`` (:func:`preact.cli.config_from_spec`,
+    the overrides of ``train.py``) -> (config, a label naming the overrides)."""
+    config = cli.config_from_spec(spec)
+    path = shlex.split(spec)[0].split(":", 1)[0]
     label = config.get("experiment", os.path.splitext(os.path.basename(path))[0])
-    for override in overrides:
-        field, sep, text = override.partition("=")
-        if not sep:
-            raise ValueError(f"override {override!r} of {spec!r} is not field=value")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text  # a bare word: a string field such as model.unit
-        target = config
-        *parents, leaf = field.split(".")
-        for parent in parents:
-            target = target[parent]
-        if leaf not in target and ".".join(parents) not in cli.OPEN_FIELDS:
-            raise ValueError(f"unknown config field {field!r} in {spec!r}")
-        target[leaf] = value
-    if overrides:
-        label += (
-            " ("
-            + ", ".join(
-                o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1] for o in overrides
-            )
-            + ")"
-        )
-    return config, label
+    overrides = cli.override_label(spec)
+    return config, f"{label} ({overrides})" if overrides else label
 
 
 def measure_config(
@@ -398,7 +366,24 @@ def load_measurements(path: str) -> list[Measurement]:
 
 
 def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in value.split(",")] if value else []
+    """Comma-separated entries; a comma inside brackets or quotes (a dict override) is not a
+    separator."""
+    if not value:
+        return []
+    entries, depth, quote, start = [], 0, None, 0
+    for i, char in enumerate(value):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            entries.append(value[start:i].strip())
+            start = i + 1
+    return [*entries, value[start:].strip()]
 
 
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
@@ -406,7 +391,8 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string(
         "configs",
         ",".join(spec for spec, _ in PAPER_NETWORKS),
-        "Comma-separated PATH[:ARG][@field=value...] (default: the paper's 8 networks).",
+        "Comma-separated configs, each 'NAME_OR_PATH[:ARG] --config.FIELD=VALUE ...' as "
+        "train.py takes them (default: the paper's 8 networks).",
         **fv,
     )
     flags.DEFINE_string("labels", None, "Comma-separated legend names.", **fv)
