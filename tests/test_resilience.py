@@ -118,9 +118,7 @@ def workdir(trained, tmp_path):
 
 
 def _abstract(config):
-    return training.abstract_train_state(
-        config, training.configuration.build_model(config), (8, 8, 1)
-    )
+    return training.abstract_train_state(config, training.experiment.build_model(config), (8, 8, 1))
 
 
 def _corrupt(step_dir):
