@@ -67,7 +67,9 @@ fi
 
 echo "running first_contact.sh with PREACT_REHEARSAL=1, no network"
 status=0
-(cd "$tree" && unshare -n -- env -u PYTHONPATH -u VIRTUAL_ENV PATH="$venv/bin:$PATH" OUT="$out" \
+# Nothing of this shell's Python or JAX set-up goes along (a test's 8 fake CPU devices, say).
+(cd "$tree" && unshare -n -- env -u PYTHONPATH -u VIRTUAL_ENV -u XLA_FLAGS -u JAX_PLATFORMS \
+  -u PREACT_TEST_PLATFORM PATH="$venv/bin:$PATH" OUT="$out" \
   PREACT_REHEARSAL=1 timeout 1200 bash benchmarks/gpu_box/first_contact.sh) || status=$?
 
 # What would come back: the same checks the driver records, here made from outside.
