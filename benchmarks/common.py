@@ -79,7 +79,70 @@ RECORDED_ENV = (
     "TORCHINDUCTOR_CACHE_DIR",
     "TRITON_CACHE_DIR",
     "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "PREACT_BENCH_THREADS",
 )
+
+# The worker environment variable that carries the thread count the driver gave every worker
+# (run_all.worker_env); the PyTorch worker passes it to torch.set_num_threads.
+THREADS_ENV = "PREACT_BENCH_THREADS"
+
+
+def affinity_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, not the machine's core count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def xla_cpu_threads(xla_flags: str | None = None) -> int:
+    """Intra-op threads XLA:CPU uses in this process: its thread pool has one thread per core of
+    the affinity mask (tsl::port::MaxParallelism), or one with
+    ``--xla_cpu_multi_thread_eigen=false`` in XLA_FLAGS."""
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    for flag in flags.split():
+        if flag.replace("_", "-").lower() in (
+            "--xla-cpu-multi-thread-eigen=false",
+            "--xla-cpu-multi-thread-eigen=0",
+        ):
+            return 1
+    return affinity_cores()
+
+
+def thread_record(framework: str, intra_op: int, inter_op: int | None) -> dict[str, Any]:
+    """The ``threads`` field of every run record: what each framework computes with."""
+    return {
+        "framework": framework,
+        "intra_op": int(intra_op),
+        "inter_op": None if inter_op is None else int(inter_op),
+        "affinity_cores": affinity_cores(),
+        "requested": int(os.environ[THREADS_ENV]) if os.environ.get(THREADS_ENV) else None,
+    }
+
+
+def thread_mismatches(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """Why the JAX and PyTorch runs of one results file did not compute on the same threads
+    (empty when they did): every ok run must record ``threads``, and all of them the same
+    intra-op count and the same cores."""
+    problems = []
+    seen: dict[tuple[int, int], list[str]] = {}
+    for run in runs:
+        if run.get("status") != "ok":
+            continue
+        name = f"{run.get('framework')} {run.get('net')} {run.get('variant')} rep{run.get('rep')}"
+        threads = run.get("threads")
+        if not threads:
+            problems.append(f"{name}: no thread counts recorded")
+            continue
+        key = (threads["intra_op"], threads["affinity_cores"])
+        seen.setdefault(key, []).append(name)
+    if len(seen) > 1:
+        problems.append(
+            "runs differ in (intra-op threads, cores): "
+            + "; ".join(f"{k}: {', '.join(v)}" for k, v in seen.items())
+        )
+    return problems
 
 
 def net_name(depth: int) -> str:

@@ -296,6 +296,8 @@ def run(
     record["loss_finite"] = bool(np.isfinite(last["train_loss"]) and last["finite"])
     record["wall_s"] = round(time.perf_counter() - start, 2)
     record["worker_env"] = worker_environment(device, cache_dir)
+    # XLA:CPU's intra-op pool (on a GPU, the host's); it has no separate inter-op pool (None).
+    record["threads"] = common.thread_record("jax", common.xla_cpu_threads(), None)
     return record
 
 

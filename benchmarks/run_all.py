@@ -11,6 +11,12 @@ empty persistent compilation cache (cold), repetition 2 in a new process from th
 repetition 1 filled (warm); PyTorch's Inductor and Triton caches start empty per command too.
 The JAX epoch (on-device input pipeline against step-only) runs in repetition 1.
 
+Every worker, JAX and PyTorch alike, gets the same cores and threads (``--threads``, default all
+of the driver's cores): it is pinned to that many cores, which sizes XLA:CPU's thread pool, and
+gets the same OMP/MKL_NUM_THREADS, which torch_bench passes to ``torch.set_num_threads``. Each
+run record states its threads (``threads``: intra-op, inter-op, cores), and the results file
+lists any difference between runs under ``thread_mismatches`` (tests/test_benchmarks.py).
+
 Writes ``<out>/<name>.json`` after every run (so a command stopped at its limit keeps what it
 measured), ``<out>/<name>.log`` and, at the end, ``<out>/<name>.md`` (the summary of
 summarize.py), and prints the summary. Runs that would start after ``--deadline-s`` are recorded
@@ -97,6 +103,7 @@ class Plan:
     deadline_s: float
     run_timeout_s: float
     fp32_precision: str
+    threads: int  # cores and threads of every worker, JAX and PyTorch alike
 
 
 def _csv(text: str | None, cast: Any = str) -> tuple[Any, ...] | None:
@@ -175,6 +182,9 @@ def make_plan(args: argparse.Namespace) -> Plan:
         deadline_s=args.deadline_s or defaults["deadline_s"],
         run_timeout_s=args.run_timeout_s or defaults["run_timeout_s"],
         fp32_precision=args.fp32_precision,
+        # The smoke runs: one core each, as two threads on two cores that other work shares
+        # once made PyTorch's OpenMP spin 100x slower (bf16, 1.6 s instead of 10 ms a step).
+        threads=args.threads or (1 if args.suite == "cpu-smoke" else common.affinity_cores()),
     )
 
 
@@ -207,10 +217,43 @@ def worker_commands(plan: Plan, cache_dir: str) -> list[tuple[dict[str, Any], li
     return runs
 
 
-def _run_worker(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[str, str, float]:
+def worker_cores(threads: int) -> list[int]:
+    """The cores every worker is pinned to: the first ``threads`` of the driver's own."""
+    available = sorted(os.sched_getaffinity(0))
+    if not 1 <= threads <= len(available):
+        raise ValueError(f"--threads {threads}: this process may use {len(available)} cores")
+    return available[:threads]
+
+
+def worker_env(base: dict[str, str], threads: int, scratch: str) -> dict[str, str]:
+    """The environment of every worker, JAX and PyTorch alike (the same dict for both).
+
+    The thread count reaches both frameworks: XLA:CPU sizes its pool from the affinity mask,
+    which the driver sets to ``threads`` cores (worker_cores); PyTorch reads OMP/MKL_NUM_THREADS
+    and torch_bench calls ``torch.set_num_threads(PREACT_BENCH_THREADS)``. A caller's
+    OMP_NUM_THREADS is overridden: the workers must not differ in threads
+    (tests/test_benchmarks.py)."""
+    env = dict(base)
+    env.update(
+        XLA_PYTHON_CLIENT_PREALLOCATE="false",
+        PYTHONUNBUFFERED="1",
+        # Fresh compilation caches for PyTorch too, so its repetition 1 is as cold as JAX's.
+        TORCHINDUCTOR_CACHE_DIR=os.path.join(scratch, "inductor"),
+        TRITON_CACHE_DIR=os.path.join(scratch, "triton"),
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        **{common.THREADS_ENV: str(threads)},
+    )
+    return env
+
+
+def _run_worker(
+    cmd: list[str], env: dict[str, str], timeout: float, cores: Sequence[int] | None = None
+) -> tuple[str, str, float]:
     """Run one worker in its own process group (Inductor starts compile workers of its own), so
-    a timeout ends all of it. Returns (status, output, seconds)."""
+    a timeout ends all of it, pinned to ``cores``. Returns (status, output, seconds)."""
     start = time.perf_counter()
+    pin = None if cores is None else (lambda: os.sched_setaffinity(0, cores))
     proc = subprocess.Popen(
         [sys.executable, *cmd],
         stdout=subprocess.PIPE,
@@ -219,6 +262,7 @@ def _run_worker(cmd: list[str], env: dict[str, str], timeout: float) -> tuple[st
         env=env,
         cwd=common.REPO_ROOT,  # the workers run as modules of the benchmarks package
         start_new_session=True,
+        preexec_fn=pin,
     )
     try:
         output, _ = proc.communicate(timeout=timeout)
@@ -262,18 +306,9 @@ def run_suite(args: argparse.Namespace) -> str:
     log = Log(os.path.join(args.out, f"{name}.log"))
     scratch = tempfile.mkdtemp(prefix="preact_bench_")
     cache_dir = os.path.join(scratch, "jax_cache")
-    env = dict(os.environ)
-    env.update(
-        XLA_PYTHON_CLIENT_PREALLOCATE="false",
-        PYTHONUNBUFFERED="1",
-        # Fresh compilation caches for PyTorch too, so its repetition 1 is as cold as JAX's.
-        TORCHINDUCTOR_CACHE_DIR=os.path.join(scratch, "inductor"),
-        TRITON_CACHE_DIR=os.path.join(scratch, "triton"),
-    )
-    if plan.kind == "cpu_smoke":
-        # One PyTorch thread: with two threads on two cores that other work shares, OpenMP's
-        # spinning made bf16 steps 100x slower here (1.6 s instead of 10 ms).
-        env.setdefault("OMP_NUM_THREADS", "1")
+    threads = plan.threads
+    cores = worker_cores(threads)
+    env = worker_env(dict(os.environ), threads, scratch)
     # A missing package makes a worker fail at its imports, in seconds, with the error in the
     # results; only a missing PyTorch is expected (CI), and skips its runs.
     has_torch = importlib.util.find_spec("torch") is not None
@@ -284,6 +319,7 @@ def run_suite(args: argparse.Namespace) -> str:
         "label": CPU_SMOKE_LABEL if plan.kind == "cpu_smoke" else "GPU benchmark suite",
         "environment": common.environment(),
         "worker_env": {k: env.get(k) for k in common.RECORDED_ENV},
+        "threads": {"per_worker": threads, "cores": cores},
         "protocol": {
             "warmup_steps": plan.warmup,
             "timed_steps": plan.steps,
@@ -310,7 +346,7 @@ def run_suite(args: argparse.Namespace) -> str:
             else:
                 out_json = os.path.join(scratch, f"run{len(results['runs']):03d}.json")
                 status, output, seconds = _run_worker(
-                    [*cmd, "--json-out", out_json], env, min(plan.run_timeout_s, remaining)
+                    [*cmd, "--json-out", out_json], env, min(plan.run_timeout_s, remaining), cores
                 )
                 if "No module named 'ml_collections'" in output:
                     log("ml_collections is missing: carry its wheel (see run_all.py's docstring)")
@@ -333,6 +369,9 @@ def run_suite(args: argparse.Namespace) -> str:
                 )
             results["runs"].append(record)
             common.write_json(json_path, results)
+        results["thread_mismatches"] = common.thread_mismatches(results["runs"])
+        for problem in results["thread_mismatches"]:
+            log(f"UNFAIR: {problem}")
         results["complete"] = True
         results["wall_s"] = round(time.perf_counter() - start, 1)
         common.write_json(json_path, results)
@@ -380,6 +419,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--deadline-s", type=float, help="start no run after this many seconds")
     parser.add_argument("--run-timeout-s", type=float, help="kill a run after this many seconds")
     parser.add_argument("--fp32-precision", default="tf32", choices=("tf32", "highest"))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="cores (and intra-op threads) of every worker, JAX and PyTorch alike; default: all "
+        "of this process's cores (1 for cpu-smoke)",
+    )
     args = parser.parse_args(argv)
     if not args.out:
         parser.error("--out is required when $OUT is not set")

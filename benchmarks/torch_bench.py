@@ -50,6 +50,14 @@ def set_fp32_precision(fp32_precision: str) -> None:
     torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
+def set_threads(threads: int | None) -> int:
+    """Intra-op threads: ``threads``, else one per core this process may use (what XLA:CPU's
+    pool gets), so the two frameworks compute on the same threads. Returns the count set."""
+    n = threads or common.affinity_cores()
+    torch.set_num_threads(n)
+    return n
+
+
 def check_param_count(model: torch.nn.Module, depth: int, block: str) -> int:
     """The peer must have exactly the Flax net's parameters; raises if not."""
     expected = common.jax_param_count(depth, block)
@@ -89,6 +97,9 @@ def worker_environment(device: torch.device, fp32_precision: str) -> dict[str, A
         "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
         "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
         "num_threads": torch.get_num_threads(),
+        "num_interop_threads": torch.get_num_interop_threads(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "mkl_num_threads": os.environ.get("MKL_NUM_THREADS"),
         "inductor_cache_dir": os.environ.get("TORCHINDUCTOR_CACHE_DIR"),
     }
 
@@ -207,6 +218,9 @@ def run(
     record["loss_finite"] = bool(np.isfinite(final))
     record["wall_s"] = round(time.perf_counter() - start, 2)
     record["worker_env"] = worker_environment(dev, fp32_precision)
+    record["threads"] = common.thread_record(
+        "torch", torch.get_num_threads(), torch.get_num_interop_threads()
+    )
     return record
 
 
@@ -238,11 +252,19 @@ def main() -> None:
     parser.add_argument("--fp32-precision", default="tf32", choices=("tf32", "highest"))
     parser.add_argument("--rep", type=int, default=1)
     parser.add_argument("--json-out", default="", help="write the run record here")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=int(os.environ.get(common.THREADS_ENV) or 0) or None,
+        help=f"torch.set_num_threads (default: ${common.THREADS_ENV}, else the cores of this "
+        "process's affinity mask, as XLA:CPU)",
+    )
     args = parser.parse_args()
     if args.steps < 1 or args.warmup < 0:
         parser.error("--steps must be >= 1 and --warmup >= 0")
     # The parameter-count check runs the Flax net's eval_shape here: keep JAX off the GPU.
     os.environ["JAX_PLATFORMS"] = "cpu"
+    set_threads(args.threads)
     record = run(
         depth=args.depth,
         batch=args.batch,

@@ -78,6 +78,9 @@ def test_smoke_run_records_every_piece(smoke):
         assert r["memory"]["compiled"]["temp_size_in_bytes"] > 0
         assert r["worker_env"]["backend"] == "cpu" and r["worker_env"]["jax"] == jax.__version__
         assert "xla_flags" in r["worker_env"]
+        # cpu-smoke pins every worker to one core: XLA's pool has one thread.
+        assert r["threads"]["intra_op"] == r["threads"]["affinity_cores"] == 1
+    assert results["threads"]["per_worker"] == 1 and results["thread_mismatches"] == []
     assert cold["epoch"]["steps"] == 32 // 4 and cold["epoch"]["ratio"] > 0
     assert warm["epoch"] is None  # the epoch runs in repetition 1 only
     for suffix in (".log", ".md"):
@@ -155,3 +158,54 @@ def test_gpu_plan_alternates_and_follows_the_protocol():
         if ident["rep"] == 1 and ident["framework"] == "jax"
     ]
     assert all("--epoch" in cmd for cmd in jax_cmds)
+
+
+def test_workers_get_the_same_threads():
+    """The driver gives the JAX and the PyTorch worker one environment and one set of cores, and
+    the thread counts both record must agree; nothing is timed."""
+    args = run_all.parse_args(["--suite", "gpu", "--nets", "110", "--out", "/tmp/unused"])
+    plan = run_all.make_plan(args)
+    assert plan.threads == common.affinity_cores()
+    frameworks = {ident["framework"] for ident, _ in run_all.worker_commands(plan, "/c")}
+    assert frameworks == {"jax", "torch"}
+    env = run_all.worker_env({"OMP_NUM_THREADS": "1"}, plan.threads, "/tmp/scratch")
+    # A caller's single OpenMP thread must not reach the PyTorch worker alone.
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", common.THREADS_ENV):
+        assert env[name] == str(plan.threads), name
+    assert run_all.worker_cores(plan.threads) == sorted(os.sched_getaffinity(0))[: plan.threads]
+    smoke = run_all.make_plan(run_all.parse_args(["--suite", "cpu-smoke", "--out", "/x"]))
+    assert smoke.threads == 1
+    # XLA:CPU's pool: one thread per core of the affinity mask, one without multi-threading.
+    assert common.xla_cpu_threads("") == common.affinity_cores()
+    assert common.xla_cpu_threads("--xla_cpu_multi_thread_eigen=false") == 1
+
+
+def _run(framework, intra, cores, inter=None):
+    threads = {"framework": framework, "intra_op": intra, "inter_op": inter,
+               "affinity_cores": cores, "requested": cores}  # fmt: skip
+    return {"framework": framework, "net": "PreAct-110", "variant": "v", "rep": 1,
+            "status": "ok", "threads": threads}  # fmt: skip
+
+
+def test_thread_mismatch_between_frameworks_is_reported():
+    assert common.thread_mismatches([_run("jax", 2, 2), _run("torch", 2, 2, inter=2)]) == []
+    # The old harness: XLA on its pool of two, PyTorch on one OpenMP thread.
+    unfair = common.thread_mismatches([_run("jax", 2, 2), _run("torch", 1, 2, inter=2)])
+    assert len(unfair) == 1 and "differ" in unfair[0]
+    missing = dict(_run("torch", 2, 2), threads=None)
+    assert common.thread_mismatches([_run("jax", 2, 2), missing])
+    # Skipped or failed runs computed nothing.
+    assert common.thread_mismatches([_run("jax", 2, 2), dict(missing, status="skipped")]) == []
+
+
+def test_committed_runs_record_equal_threads():
+    """Every committed results file whose runs record threads has none that differ."""
+    for name in sorted(os.listdir(RESULTS_DIR)):
+        if not name.endswith(".json"):
+            continue
+        with open(os.path.join(RESULTS_DIR, name)) as f:
+            results = json.load(f)
+        runs = results.get("runs") if isinstance(results, dict) else None
+        if not runs or not any(isinstance(r, dict) and "threads" in r for r in runs):
+            continue
+        assert common.thread_mismatches(runs) == [], name
