@@ -3,6 +3,7 @@
 import importlib.metadata
 import json
 import math
+import shutil
 
 import pytest
 
@@ -119,6 +120,30 @@ def test_command_on_a_tiny_setting(tmp_path):
     again = run_command(ablations, *args)
     assert not any(r.trained for runs in again.values() for r in runs)
     assert again["original_basic"][0].test_error == ours.test_error
+
+    # Each run left a record in <out>/runs as it finished: with the workdirs gone (a new machine,
+    # a later sitting) a third invocation still trains nothing and reports the same numbers.
+    records = sorted(p.relative_to(out) for p in (out / "runs").rglob("*.json"))
+    assert [r.parts[-2:] for r in records] == [
+        ("original_basic", "seed0.json"),
+        ("scaling_0.5_1", "seed0.json"),
+    ]
+    record = json.loads((out / records[0]).read_text())
+    assert record["config"]["num_train_steps"] == 10 and record["environment"]["versions"]
+    shutil.rmtree(root)
+    third = run_command(ablations, *args)
+    assert not any(r.trained for runs in third.values() for r in runs)
+    assert third["original_basic"][0].test_error == ours.test_error
+    assert not root.exists()
+
+
+def test_a_longer_warm_up_is_a_scale_of_its_own():
+    default, longer = ablations.Scale(steps=400), ablations.Scale(steps=400, warmup_steps=100)
+    assert default.warmup() == 26 and longer.warmup() == 100
+    assert default.tag() == ablations.Scale(steps=400, warmup_steps=0).tag()  # old names kept
+    assert longer.tag() == default.tag() + "_wu100"  # never mixed with the default's runs
+    config = ablations.VARIANTS["original_deep"].config(longer, 0)
+    assert config.warmup_steps == 100 and config.lr_boundaries_steps == (200, 300)
 
 
 def test_runs_start_from_the_base_config_file():

@@ -21,7 +21,7 @@ from preact.analysis.ablation_catalog import (
     table_variants,
     unit_key,
 )
-from preact.analysis.ablation_runs import Result
+from preact.analysis.ablation_runs import Result, load_curves
 
 
 def median(values: Sequence[float]) -> float:
@@ -194,7 +194,7 @@ def table_figure(
     def run(key: str, label: str | None = None) -> curves.Run | None:
         if key not in results:
             return None
-        return curves.load_run(median_run(results[key]).workdir, name=label or VARIANTS[key].label)
+        return load_curves(median_run(results[key]), label or VARIANTS[key].label)
 
     panels: list[tuple[str, list[curves.Run]]] = []
     if table == 1:  # Fig. 3: the original against one variant per panel

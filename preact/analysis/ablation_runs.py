@@ -29,6 +29,7 @@ class Result:
     seconds: float | None  # wall time of training (None: not recorded)
     finished: str = ""  # when its metrics file was last written
     trained: bool = False  # by this invocation (False: found finished and reused)
+    record: str = ""  # its record file, which keeps its curves when the workdir is gone
 
     def failed(self, fail_error: float) -> bool:
         return self.diverged_step is not None or not self.test_error <= fail_error
@@ -72,15 +73,53 @@ def _result(variant: str, seed: int, workdir: str) -> Result:
     )
 
 
+def record_path(records: str, scale: Scale, base_config: str, variant: str, seed: int) -> str:
+    """Where one run's record lives: ``records/<scale tag>/<variant>/seed<k>.json``."""
+    return os.path.join(records, _run_dir(scale, base_config), variant, f"seed{seed}.json")
+
+
+def read_record(path: str) -> Result:
+    with open(path) as f:
+        fields = json.load(f)["result"]
+    names = {f.name for f in dataclasses.fields(Result)} - {"trained", "record"}
+    return Result(**{k: v for k, v in fields.items() if k in names})  # not trained by this call
+
+
+def write_record(path: str, result: Result, scale: Scale, base_config: str) -> None:
+    """One finished run, written as it finishes (whole, then renamed): a study interrupted at any
+    point keeps every run it finished, and a later sitting, on another machine too, skips them."""
+    from preact import metrics as metrics_lib
+    from preact import provenance
+
+    record = {
+        "result": dataclasses.asdict(result),
+        # The curves (metrics.jsonl, a few dozen lines): the figures can be drawn without the run.
+        "metrics": metrics_lib.read_metrics(os.path.join(result.workdir, "metrics.jsonl")),
+        "base_config": base_config,
+        "scale": dataclasses.asdict(scale),
+        "config": VARIANTS[result.variant].config(scale, result.seed, base_config).to_dict(),
+        "environment": provenance.environment(),
+    }
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1, default=str)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
 def run_variants(
     keys: Sequence[str],
     scale: Scale,
     root: str,
     *,
     base_config: str = BASE_CONFIG,
+    records: str | None = None,
     log=print,
 ) -> dict[str, list[Result]]:
-    """Train every variant for every seed (skipping runs already finished in ``root``).
+    """Train every variant for every seed, skipping runs already done: a run with a record in
+    ``records`` (one small JSON file per run, meant to be committed) is not trained again, nor
+    is one whose workdir in ``root`` has finished.
 
     Runs of another ``base_config`` than the default go to their own directories: a finished run
     is reused only for the same base config and scale."""
@@ -93,6 +132,12 @@ def run_variants(
     for seed in range(scale.seeds):
         for key in keys:
             variant = VARIANTS[key]
+            path = records and record_path(records, scale, base_config, key, seed)
+            if path and os.path.exists(path):
+                result = dataclasses.replace(read_record(path), record=path)
+                results[key].append(result)
+                log(f"{key} seed {seed}: test error {result.test_error:.2f}% (recorded)")
+                continue
             workdir = os.path.join(root, _run_dir(scale, base_config), key, f"seed{seed}")
             trained = False
             if not _finished(workdir, scale.steps):
@@ -102,6 +147,9 @@ def run_variants(
                     json.dump({"seconds": time.perf_counter() - start}, f)
                 trained = True
             result = dataclasses.replace(_result(key, seed, workdir), trained=trained)
+            if path:
+                result = dataclasses.replace(result, record=path)
+                write_record(path, result, scale, base_config)
             results[key].append(result)
             took = f"{result.seconds:.0f}s" if trained else "reused"
             log(
@@ -116,3 +164,13 @@ def _run_dir(scale: Scale, base_config: str) -> str:
         return scale.tag()
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in base_config)
     return f"{scale.tag()}_{safe}"
+
+
+def load_curves(result: Result, name: str):
+    """A run's curves: from its workdir, else from its record."""
+    from preact.analysis import curves
+
+    if os.path.exists(os.path.join(result.workdir, "metrics.jsonl")) or not result.record:
+        return curves.load_run(result.workdir, name=name)
+    with open(result.record) as f:
+        return curves.run_from_metrics(json.load(f)["metrics"], name)

@@ -46,6 +46,7 @@ Outputs in ``--out``: ``ablation_table{N}.md`` (the table beside the paper's CIF
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
 import time
 from collections.abc import Sequence
@@ -94,6 +95,13 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
         **fv,
     )
     flags.DEFINE_string("only", None, "Comma-separated variant keys to run.", **fv)
+    flags.DEFINE_string(
+        "records",
+        None,
+        "Directory of the per-run records (default: <out>/runs), one JSON file per finished "
+        "run, written as it finishes; a run with a record is not trained again.",
+        **fv,
+    )
     flags.DEFINE_float("fail_error", FAIL_ERROR, "Test error (%) above which a run fails.", **fv)
     flags.DEFINE_string(
         "base_config",
@@ -110,7 +118,7 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
 
 def command_line(flag_values: flags.FlagValues) -> str:
     """The command with the flags that were given, to record beside the tables."""
-    names = ["table", "out", "workdir_root", "only", "fail_error", "base_config"]
+    names = ["table", "out", "workdir_root", "only", "records", "fail_error", "base_config"]
     names += [f.name for f in dataclasses.fields(Scale)]
     given = [shlex.quote(flag_values[n].serialize()) for n in names if flag_values[n].present]
     return " ".join([COMMAND, *given])
@@ -145,6 +153,7 @@ def main(
         scale,
         args.workdir_root,
         base_config=args.base_config,
+        records=args.records if args.records is not None else os.path.join(args.out, "runs"),
         log=lambda s: print(s, flush=True),
     )
     written = write_outputs(

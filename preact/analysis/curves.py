@@ -70,12 +70,17 @@ def run_name(workdir: str) -> str:
 
 def load_run(workdir: str, name: str | None = None) -> Run:
     """Read ``<workdir>/metrics.jsonl``; non-finite values (written as strings) become NaN."""
-    records = metrics_lib.read_metrics(workdir)
+    return run_from_metrics(metrics_lib.read_metrics(workdir), name or run_name(workdir))
+
+
+def run_from_metrics(records: Sequence[dict], name: str) -> Run:
+    """The curves of ``metrics.jsonl``'s records (kept elsewhere too, e.g. an ablation run's
+    record)."""
     train = [(r["step"], float(r["train_loss"])) for r in records if "train_loss" in r]
     test = [(r["step"], float(r["test_error"])) for r in records if "test_error" in r]
     diverged = [r["step"] for r in records if r.get("diverged")]
     return Run(
-        name=name or run_name(workdir),
+        name=name,
         train_steps=np.array([s for s, _ in train], dtype=np.int64),
         train_loss=np.array([v for _, v in train], dtype=np.float64),
         eval_steps=np.array([s for s, _ in test], dtype=np.int64),
