@@ -3,13 +3,14 @@
 import importlib.metadata
 import json
 import math
+import os
 import shutil
 
 import pytest
 
 from preact import configuration
 from preact.analysis import ablations
-from tests.helpers import TINY, run_command
+from tests.helpers import ROOT, TINY, run_command
 
 DIGITS_TEST_IMAGES = 360
 
@@ -155,3 +156,23 @@ def test_runs_start_from_the_base_config_file():
     assert ablations._run_dir(ablations.Scale(), ablations.BASE_CONFIG) == default
     assert ablations._run_dir(ablations.Scale(), "smoke --config.weight_decay=0.0") != default
     assert ablations._run_dir(ablations.Scale(), "configs/smoke.py") != default
+
+
+def test_records_of_runs_made_before_records(tmp_path):
+    """The committed tables' runs become records (end points only: their workdirs are gone),
+    which the runner then takes as done; the figures leave out the curves they lack."""
+    from preact.analysis import ablation_runs
+
+    source = os.path.join(ROOT, "docs", "ablation_table1.json")
+    written = ablation_runs.records_from_table(source, str(tmp_path))
+    assert len(written) == len(ablations.TABLE1) == 10
+    assert ablation_runs.records_from_table(source, str(tmp_path)) == []
+    with open(source) as f:
+        table = json.load(f)
+    path = ablation_runs.record_path(str(tmp_path), ablations.Scale(), ablations.BASE_CONFIG,
+                                     "original_basic", 0)  # fmt: skip
+    result = ablation_runs.read_record(path)
+    assert result.test_error == table["variants"]["original_basic"]["runs"][0]["test_error"]
+    assert not result.trained
+    result = ablation_runs.dataclasses.replace(result, record=path)
+    assert ablation_runs.load_curves(result, "original") is None

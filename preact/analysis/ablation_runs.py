@@ -173,4 +173,36 @@ def load_curves(result: Result, name: str):
     if os.path.exists(os.path.join(result.workdir, "metrics.jsonl")) or not result.record:
         return curves.load_run(result.workdir, name=name)
     with open(result.record) as f:
-        return curves.run_from_metrics(json.load(f)["metrics"], name)
+        metrics = json.load(f).get("metrics")
+    return curves.run_from_metrics(metrics, name) if metrics else None  # None: not drawn
+
+
+def records_from_table(table_json: str, records: str) -> list[str]:
+    """Records for the runs of an ablation table JSON written before runs had records (their
+    results, scale and environment, no curves); existing records are left alone."""
+    with open(table_json) as f:
+        table = json.load(f)
+    scale = Scale(**{k: v for k, v in table["scale"].items() if k != "seeds"})
+    names = {f.name for f in dataclasses.fields(Result)}
+    written = []
+    for key, summary in table["variants"].items():
+        for run in summary["runs"]:
+            result = Result(**{k: v for k, v in run.items() if k in names})
+            path = record_path(records, scale, BASE_CONFIG, key, result.seed)
+            if os.path.exists(path):
+                continue
+            record = {
+                "result": dataclasses.asdict(dataclasses.replace(result, trained=False)),
+                "metrics": None,  # the workdir is gone: only the end point survives
+                "base_config": BASE_CONFIG,
+                "scale": dataclasses.asdict(scale),
+                "config": VARIANTS[key].config(scale, result.seed).to_dict(),
+                "environment": table["environment"],
+                "from_table": table_json,
+            }
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(record, f, indent=1, default=str)
+                f.write("\n")
+            written.append(path)
+    return written
