@@ -82,3 +82,25 @@ def test_every_claim_names_variants_of_the_ablation_catalogue():
     names = set(ablations.VARIANTS)
     for claim in claims.CLAIMS:
         assert {claim.variant, claim.baseline} <= names, claim
+
+
+def test_command_judges_the_claims_of_a_directory_of_run_records(tmp_path):
+    import json
+
+    runs = tmp_path / "runs" / "s400"
+    errors = {"original_basic": [30, 40, 35, 28, 33], "dropout_shortcut": [89, 88, 90, 87, 86]}
+    for variant, values in errors.items():
+        (runs / variant).mkdir(parents=True)
+        for seed, error in enumerate(values):
+            result = {"seed": seed, "test_error": error, "diverged_step": None}
+            (runs / variant / f"seed{seed}.json").write_text(json.dumps({"result": result}))
+    out = tmp_path / "claims.json"
+    claims.main([f"--runs={runs}", f"--out={out}"])
+    record = json.loads(out.read_text())
+    (claim,) = record["claims"]  # the one claim whose two arms have runs
+    assert claim["claim"] == "dropout 0.5 on the shortcut fails"
+    arm = {"seeds": 5, "failed": 5, "test_errors": errors["dropout_shortcut"]}
+    assert claim["arms"]["dropout_shortcut"] == arm
+    assert claim["p_value"] == pytest.approx(1 / 252, abs=1e-6)
+    assert claim["verdict"] == "supports" and claim["runs"] == str(runs)
+    assert record["environment"]["versions"]["jax"]

@@ -1,7 +1,11 @@
 r"""The paper's fail/learn claims (Tables 1-3) tested on the ablation runs: Fisher's exact test.
 
-    python -m preact.analysis.claims --records=docs/ablation_table1.json,docs/ablation_table2.json,\
-        docs/ablation_table3.json --out=docs/claims.json
+    python -m preact.analysis.claims --runs=docs/runs/s400_b64_basic110w8_bott164-299w4_one110 \
+        --out=docs/claims.json
+
+``--runs`` takes one or more directories of run records (``preact.analysis.ablations`` writes one
+per finished run, ``<records>/<scale>/<variant>/seed<k>.json``), each a scale of its own (a
+longer warm-up is another directory): every claim whose two arms have runs there is judged.
 
 Each claim compares two arms, a variant and its baseline, by how many of their seeds *failed*
 (the ablation runner's rule, fixed before the runs: diverged, or test error above the tables'
@@ -26,6 +30,7 @@ import dataclasses
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -132,18 +137,42 @@ def arms_from_records(records: Iterable[Mapping[str, Any]], fail_error: float) -
         for name, summary in record["variants"].items():
             for run in summary["runs"]:
                 runs.setdefault(name, {})[int(run["seed"])] = run
+    return {name: _arm([by_seed[s] for s in sorted(by_seed)], fail_error)
+            for name, by_seed in runs.items()}  # fmt: skip
+
+
+def arms_from_run_records(directory: str, fail_error: float) -> dict:
+    """{variant: {"seeds", "failed", "test_errors"}} from a directory of run records."""
     arms = {}
-    for name, by_seed in runs.items():
-        failed = [
-            r.get("diverged_step") is not None or not r["test_error"] <= fail_error
-            for r in by_seed.values()
-        ]
-        arms[name] = {
-            "seeds": len(by_seed),
-            "failed": int(sum(failed)),
-            "test_errors": [by_seed[s]["test_error"] for s in sorted(by_seed)],
-        }
+    for variant in sorted(os.listdir(directory)):
+        folder = os.path.join(directory, variant)
+        if not os.path.isdir(folder):
+            continue
+        runs = []
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("seed") and name.endswith(".json"):
+                with open(os.path.join(folder, name)) as f:
+                    runs.append(json.load(f)["result"])
+        arms[variant] = _arm(sorted(runs, key=lambda r: r["seed"]), fail_error)
     return arms
+
+
+def _arm(runs: Sequence[Mapping[str, Any]], fail_error: float) -> dict:
+    failed = [r.get("diverged_step") is not None or not r["test_error"] <= fail_error for r in runs]
+    return {
+        "seeds": len(runs),
+        "failed": int(sum(failed)),
+        "test_errors": [r["test_error"] for r in runs],
+    }
+
+
+def judge_all(arms: Mapping[str, Mapping[str, Any]]) -> list[dict]:
+    """Every claim of :data:`CLAIMS` whose two arms have runs."""
+    return [
+        judge(c, arms[c.variant], arms[c.baseline])
+        for c in CLAIMS
+        if c.variant in arms and c.baseline in arms
+    ]
 
 
 def claims_record(records: Sequence[Mapping[str, Any]]) -> dict:
@@ -151,12 +180,7 @@ def claims_record(records: Sequence[Mapping[str, Any]]) -> dict:
     if len(fail_errors) != 1:
         raise ValueError(f"the records use different fail rules: fail_error {fail_errors}")
     (fail_error,) = fail_errors
-    arms = arms_from_records(records, fail_error)
-    claims = [
-        judge(c, arms[c.variant], arms[c.baseline])
-        for c in CLAIMS
-        if c.variant in arms and c.baseline in arms
-    ]
+    claims = judge_all(arms_from_records(records, fail_error))
     return {
         "fail_rule": f"diverged, or test error > {fail_error}%",
         "alpha": ALPHA,
@@ -165,22 +189,32 @@ def claims_record(records: Sequence[Mapping[str, Any]]) -> dict:
     }
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
     import argparse
 
     from preact import provenance
+    from preact.analysis.ablation_catalog import FAIL_ERROR
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", required=True, help="comma-separated ablation JSON files")
+    parser.add_argument("--runs", required=True, help="comma-separated run-record directories")
+    parser.add_argument("--fail_error", type=float, default=FAIL_ERROR,
+                        help="the fail rule's test error (%%), fixed before the runs")  # fmt: skip
     parser.add_argument("--out", default="", help="where to write claims.json ('' = print)")
     args = parser.parse_args(argv)
-    paths = [p for p in args.records.split(",") if p]
-    records = []
-    for path in paths:
-        with open(path) as f:
-            records.append(json.load(f))
-    result = {**claims_record(records), "records": paths, "environment": provenance.environment()}
-    for c in result["claims"]:
+    claims = []
+    for directory in [d for d in args.runs.split(",") if d]:
+        for claim in judge_all(arms_from_run_records(directory, args.fail_error)):
+            claims.append({**claim, "runs": os.path.normpath(directory)})
+    result = {
+        "fail_rule": f"diverged, or test error > {args.fail_error}%",
+        "alpha": ALPHA,
+        "min_seeds": MIN_SEEDS,
+        "test": "one-sided Fisher exact test in the direction of the paper's claim",
+        "claims": claims,
+        "command": "python -m preact.analysis.claims " + " ".join(argv or sys.argv[1:]),
+        "environment": provenance.environment(),
+    }
+    for c in claims:
         arms = ", ".join(f"{k} {v['failed']}/{v['seeds']}" for k, v in c["arms"].items())
         print(f"Table {c['table']}: {c['claim']}: {arms} failed; p = {c['p_value']:.3g}: "
               f"{c['verdict']}")  # fmt: skip
@@ -190,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             json.dump(result, f, indent=2)
             f.write("\n")
         os.replace(tmp, args.out)
+    return result
 
 
 if __name__ == "__main__":
