@@ -108,13 +108,15 @@ class PreActUnit(nn.Module):
 class PreActResNet(nn.Module):
     """A CIFAR pre-activation ResNet of ``depth`` layers (see the module docstring)."""
 
-    def __init__(self, depth: int, block: str, num_classes: int = 10, width: int = 16):
+    def __init__(
+        self, depth: int, block: str, num_classes: int = 10, width: int = 16, in_channels: int = 3
+    ):
         super().__init__()
         n = units_per_stage(depth, block)
         expansion = BOTTLENECK_EXPANSION if block == "bottleneck" else 1
         widths = [width * m * expansion for m in (1, 2, 4)]
         self.depth, self.block = depth, block
-        self.conv1 = _conv(3, width, 3, 1)
+        self.conv1 = _conv(in_channels, width, 3, 1)
         stages, cin = [], width
         for index, cout in enumerate(widths):
             stride = 1 if index == 0 else 2
