@@ -282,3 +282,29 @@ def test_deterministic_reductions_give_the_same_run_on_every_layout(tmp_path):
         )  # fmt: skip
     ]
     assert any(differ), "XLA's all-reduce gave bit-identical layouts: the control is not one"
+
+
+def test_deterministic_reductions_with_synchronized_batch_norm(tmp_path):
+    """Synchronized BN sums its statistics (and their gradients) over devices inside every
+    layer: with deterministic_reductions those sums go through the ordered BatchNorm layers, and
+    the two layouts still give the same run, bit for bit (12 steps, evaluated and checkpointed
+    at the end)."""
+    flags = [*EXACT, "--config.num_train_steps=12", "--config.eval_every_steps=12",
+             "--config.checkpoint_every_steps=12",
+             "--config.bn_statistics=synchronized"]  # fmt: skip
+    runs = {}
+    for layout in ("1x4", "2x2"):
+        workdir = str(tmp_path / layout)
+        args = ["train.py", "--config=configs/smoke.py", f"--workdir={workdir}", *flags]
+        if layout == "1x4":
+            _one_process(tmp_path, f"train-{layout}", *args)
+        else:
+            _two_processes(tmp_path, f"train-{layout}", *args)
+        runs[layout] = workdir
+    a, b = _records(runs["1x4"]), _records(runs["2x2"])
+    assert len(a) == 12 and "test_error" in a[-1] and a == b
+    config = tiny_config(num_train_steps=12, bn_statistics="synchronized",
+                         deterministic_reductions=True)  # fmt: skip
+    for x, y in zip(_checkpoint(runs["1x4"], config, 12), _checkpoint(runs["2x2"], config, 12),
+                    strict=True):  # fmt: skip
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
