@@ -9,7 +9,7 @@ random data; ``fashion_mnist``: ``configs/fashion_mnist.py``'s PreAct-20, width 
 
 - ``jax``: the project's default train step (``preact.training.make_train_step`` of the config,
   unchanged), data already on the device;
-- ``jax:FIELD=VALUE,...``: the same with ``config.model`` fields overridden (A/B of a layer);
+- ``jax:FIELD=VALUE;...``: the same with ``config.model`` fields overridden (A/B of a layer);
 - ``torch``: the PyTorch peer (``benchmarks/torch_preact.py``: same network and parameter count)
   in plain eager mode, ``channels_last``, SGD momentum 0.9 with weight decay 1e-4.
 
@@ -57,14 +57,20 @@ def _config(net: str, overrides: dict[str, Any]) -> Any:
 
 
 def parse_variant(variant: str) -> tuple[str, dict[str, Any]]:
-    """``jax``, ``torch`` or ``jax:field=value,...`` -> (framework, model overrides)."""
+    """``jax``, ``torch`` or ``jax:field=value;...`` -> (framework, model overrides).
+
+    Fields are separated by ``;`` (``,`` separates the variants of ``--variants``); a value
+    that parses as JSON (``32``, ``true``) is taken as such, any other as a string."""
     framework, _, rest = variant.partition(":")
     if framework not in ("jax", "torch") or (rest and framework != "jax"):
-        raise ValueError(f"variant {variant!r}: jax, torch or jax:FIELD=VALUE,...")
+        raise ValueError(f"variant {variant!r}: jax, torch or jax:FIELD=VALUE;...")
     overrides: dict[str, Any] = {}
-    for item in filter(None, rest.split(",")):
+    for item in filter(None, rest.split(";")):
         key, _, value = item.partition("=")
-        overrides[key] = json.loads(value) if value in ("true", "false") else value
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
     return framework, overrides
 
 

@@ -44,6 +44,21 @@ def _git(*args: str) -> str | None:
 
 
 @functools.cache
+def cpu_model() -> str | None:
+    """The host CPU's model name (Linux: /proc/cpuinfo; elsewhere ``platform.processor()``).
+
+    CPU timings differ several-fold between machines with the same core count (an AVX2-only
+    core against an AVX-512 one), so a CPU figure needs the model beside it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def git_state() -> dict[str, Any]:
     """``git_commit`` (the full SHA of HEAD) and ``git_dirty`` (tracked files differ from it) of
     the checkout this package was imported from; both None outside a git checkout."""
@@ -67,6 +82,8 @@ def _environment() -> dict[str, Any]:
         "device_count": jax.device_count(),
         "local_device_count": jax.local_device_count(),
         "process_count": jax.process_count(),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         **git_state(),
     }
 
@@ -78,6 +95,7 @@ def environment() -> dict[str, Any]:
     orbax-checkpoint and numpy; None for one not installed), ``python``, ``backend``
     (``jax.default_backend()``), ``device_kind`` (``jax.devices()[0].device_kind``: "cpu",
     "NVIDIA H100 80GB HBM3", "TPU v4", ...), ``device_count`` (all processes),
-    ``local_device_count``, ``process_count``, ``git_commit`` and ``git_dirty``.
+    ``local_device_count``, ``process_count``, ``cpu_count`` and ``cpu_model`` (the host's),
+    ``git_commit`` and ``git_dirty``.
     """
     return copy.deepcopy(_environment())

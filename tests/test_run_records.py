@@ -20,6 +20,7 @@ def _check_environment(env):
         assert env["versions"][name] == importlib.metadata.version(name), name
     assert env["backend"] == "cpu" and env["device_kind"] == "cpu"
     assert env["device_count"] == 8 and env["process_count"] == 1
+    assert env["cpu_count"] == os.cpu_count() and env["cpu_model"]
     # HEAD itself, or an older commit if someone committed since the record was made
     assert len(env["git_commit"]) == 40
     ancestor = ["git", "merge-base", "--is-ancestor", env["git_commit"], "HEAD"]
