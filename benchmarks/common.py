@@ -229,6 +229,7 @@ def environment(command: Sequence[str] | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model(),
         "gpu": gpu,
         "gpu_driver": driver,
         "gpu_memory": memory,
@@ -239,6 +240,13 @@ def environment(command: Sequence[str] | None = None) -> dict[str, Any]:
         "git_commit": commit,
         "git_dirty": None if dirty is None else bool(dirty),
     }
+
+
+def cpu_model() -> str | None:
+    """The host CPU's model: CPU timings differ several-fold between models of one core count."""
+    from preact import provenance  # lazily: preact imports nothing heavy, but only here
+
+    return provenance.cpu_model()
 
 
 def jax_param_count(depth: int, block: str, num_classes: int = 10) -> int:

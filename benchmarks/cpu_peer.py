@@ -27,6 +27,7 @@ import argparse
 import importlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -121,7 +122,7 @@ def jax_worker(net: str, overrides: dict[str, Any], warmup: int, steps: int) -> 
         "model_overrides": overrides,
         "threads": common.thread_record("jax", common.xla_cpu_threads(), None),
         "first_step_s": round(warm[0], 2) if warm else None,
-        "versions": {"jax": jax.__version__},
+        "versions": {"jax": jax.__version__, "python": platform.python_version()},
         "times_s": [round(t, 5) for t in times],
         **common.step_stats(times, batch),
     }
@@ -162,22 +163,11 @@ def torch_worker(net: str, warmup: int, steps: int, threads: int | None) -> dict
             "torch", torch.get_num_threads(), torch.get_num_interop_threads()
         ),
         "first_step_s": round(warm[0], 2) if warm else None,
-        "versions": {"torch": torch.__version__},
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "torch_parallel_info": torch.__config__.parallel_info(),
         "times_s": [round(t, 5) for t in times],
         **common.step_stats(times, batch),
     }
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 def drive(args: argparse.Namespace) -> None:
@@ -191,7 +181,7 @@ def drive(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {
         "environment": {
             **common.environment([sys.executable, "-m", "benchmarks.cpu_peer", *sys.argv[1:]]),
-            "cpu_model": _cpu_model(),
+            "interpreters": {"jax": args.jax_python, "torch": args.torch_python},
             "threads": {"per_worker": threads, "cores": cores},
             "worker_env": {k: env.get(k) for k in common.RECORDED_ENV},
             "note": args.note,
@@ -207,7 +197,8 @@ def drive(args: argparse.Namespace) -> None:
         for net in nets:
             for variant in variants:
                 out = os.path.join(scratch, f"run{len(results['runs'])}.json")
-                cmd = [sys.executable, "-m", "benchmarks.cpu_peer", "worker", "--net", net,
+                python = args.torch_python if variant == "torch" else args.jax_python
+                cmd = [python, "-m", "benchmarks.cpu_peer", "worker", "--net", net,
                        "--variant", variant, "--warmup", str(args.warmup),
                        "--steps", str(args.steps), "--json-out", out]  # fmt: skip
                 t0 = time.perf_counter()
@@ -289,6 +280,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int)
     parser.add_argument("--out", default=None)
     parser.add_argument("--note", default="", help="recorded beside the figures")
+    # Each framework may run under its own interpreter (a venv with the newest JAX on Python
+    # 3.12 against one with PyTorch), still alternated in one run on the same cores.
+    parser.add_argument("--jax-python", default=sys.executable, help="interpreter of jax workers")
+    parser.add_argument("--torch-python", default=sys.executable, help="of the torch worker")
     args = parser.parse_args()
     for v in args.variants.split(","):
         parse_variant(v)

@@ -322,21 +322,9 @@ def main(argv: list[str] | None = None) -> None:
         env = common.environment(command)
         env["jax_backend"] = jax.default_backend()
         env["threads"] = common.thread_record("jax", common.xla_cpu_threads(), None)
-        env["cpu_model"] = _cpu_model()
         env["load_average_at_end"] = os.getloadavg()
         env["note"] = args.note
         common.write_json(args.out, {"environment": env, "runs": runs})
-
-
-def _cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 if __name__ == "__main__":

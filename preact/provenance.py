@@ -45,18 +45,33 @@ def _git(*args: str) -> str | None:
 
 @functools.cache
 def cpu_model() -> str | None:
-    """The host CPU's model name (Linux: /proc/cpuinfo; elsewhere ``platform.processor()``).
+    """The host CPU: its model name, family/model numbers and widest vector extension, e.g.
+    "AMD EPYC (family 23, model 1, avx2)" (Linux: /proc/cpuinfo; elsewhere
+    ``platform.processor()``).
 
     CPU timings differ several-fold between machines with the same core count (an AVX2-only
-    core against an AVX-512 one), so a CPU figure needs the model beside it."""
+    core against an AVX-512 one), and a virtual machine may show only "AMD EPYC" as its name, so
+    a CPU figure needs the numbers beside it."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model", "flags") and key not in fields:
+                    fields[key] = value.strip()
+                if not line.strip() and fields:
+                    break  # the first processor's block is enough
     except OSError:
         pass
-    return platform.processor() or None
+    if "model name" not in fields:
+        return platform.processor() or None
+    flags = set(fields.get("flags", "").split())
+    isa = next((x for x in ("avx512f", "avx2", "avx", "sse4_2") if x in flags), None)
+    extra = [f"family {fields['cpu family']}" if "cpu family" in fields else None,
+             f"model {fields['model']}" if "model" in fields else None, isa]  # fmt: skip
+    details = ", ".join(x for x in extra if x)
+    return f"{fields['model name']} ({details})" if details else fields["model name"]
 
 
 def git_state() -> dict[str, Any]:

@@ -209,3 +209,17 @@ def test_committed_runs_record_equal_threads():
         if not runs or not any(isinstance(r, dict) and "threads" in r for r in runs):
             continue
         assert common.thread_mismatches(runs) == [], name
+
+
+def test_peer_variants_override_several_model_fields_with_their_types():
+    from benchmarks import cpu_peer
+
+    assert cpu_peer.parse_variant("jax") == ("jax", {})
+    assert cpu_peer.parse_variant("torch") == ("torch", {})
+    framework, overrides = cpu_peer.parse_variant("jax:depth=14;width=32;conv_grad=xla;scan=false")
+    assert framework == "jax"
+    assert overrides == {"depth": 14, "width": 32, "conv_grad": "xla", "scan": False}
+    config = cpu_peer._config("fashion_mnist", overrides)  # ints stay ints: ConfigDict accepts
+    assert (config.model.depth, config.model.width, config.model.scan) == (14, 32, False)
+    with pytest.raises(ValueError, match="jax:FIELD=VALUE"):
+        cpu_peer.parse_variant("torch:depth=14")
