@@ -44,9 +44,11 @@ A config entry is a config and its overrides as ``train.py`` takes them, in one 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 import os
 import shlex
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -352,7 +354,7 @@ def load_measurements(path: str) -> list[Measurement]:
     """The measurements a run of this command saved as JSON (to re-plot without re-measuring)."""
     with open(path) as f:
         records = json.load(f)
-    fields = {f.name for f in dataclasses.fields(Measurement)}  # not the "environment"
+    fields = {f.name for f in dataclasses.fields(Measurement)}  # not the environment, command
     return [
         Measurement(
             **{
@@ -456,8 +458,12 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> li
     plot(measurements, out=args.out, title=args.title)
     json_path = args.json or os.path.splitext(args.out)[0] + ".json"
     with open(json_path, "w") as f:
-        environment = provenance.environment()
-        json.dump([{**m.to_json(), "environment": environment} for m in measurements], f, indent=1)
+        made = {
+            "environment": provenance.environment(),
+            "command": " ".join(["python -m preact.analysis.propagation", *sys.argv[1:]]),
+            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        json.dump([{**m.to_json(), **made} for m in measurements], f, indent=1)
     print(f"wrote {args.out} and {json_path}")
     return measurements
 
