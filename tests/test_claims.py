@@ -104,3 +104,8 @@ def test_command_judges_the_claims_of_a_directory_of_run_records(tmp_path):
     assert claim["p_value"] == pytest.approx(1 / 252, abs=1e-6)
     assert claim["verdict"] == "supports" and claim["runs"] == str(runs)
     assert record["environment"]["versions"]["jax"]
+    # The page beside it renders the same verdict, arms and p-value, not a verdict of its own.
+    page = (tmp_path / "claims.md").read_text()
+    (row,) = [line for line in page.splitlines() if line.startswith("| 1 |")]
+    assert "dropout_shortcut: 5/5 (89.0, 88.0, 90.0, 87.0, 86.0)" in row
+    assert "original_basic: 0/5" in row and "| 0.00397 |" in row and "**supports**" in row

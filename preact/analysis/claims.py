@@ -189,6 +189,44 @@ def claims_record(records: Sequence[Mapping[str, Any]]) -> dict:
     }
 
 
+def render_markdown(result: Mapping[str, Any]) -> str:
+    """The verdicts of a claims record as a markdown page: one row per claim, each arm with its
+    failed/seeds and every seed's test error, the p-value and the verdict, nothing else."""
+    env = result.get("environment", {})
+    lines = [
+        "# The paper's fail/learn claims, tested",
+        "",
+        "Written by `preact.analysis.claims` from the run records; do not edit by hand. "
+        f"Command: `{result.get('command', '')}`.",
+        "",
+        f"Fail rule (fixed before the runs): {result['fail_rule']}. Test: {result['test']} "
+        f'(p in the paper\'s direction). Verdict: "supports" only at p <= {result["alpha"]} '
+        f'with at least {result["min_seeds"]} seeds in each arm; "contradicts" when the test in '
+        f'the opposite direction gives p <= {result["alpha"]}; otherwise "cannot tell".',
+        "",
+        "| table | the paper's claim | variant: failed/seeds (test errors %) "
+        "| baseline: failed/seeds (test errors %) | p | verdict | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in result["claims"]:
+        arms = []
+        for name, a in c["arms"].items():
+            errors = ", ".join(f"{e:.1f}" for e in a["test_errors"])
+            arms.append(f"{name}: {a['failed']}/{a['seeds']} ({errors})")
+        runs = os.path.basename(c.get("runs", ""))
+        lines.append(
+            f"| {c['table']} | {c['claim']} | {arms[0]} | {arms[1]} | {c['p_value']:.3g} "
+            f"| **{c['verdict']}** | {runs} |"
+        )
+    if env:
+        lines += [
+            "",
+            f"Judged with preact {env.get('preact')} at commit {env.get('git_commit')}; each "
+            "run's own environment, command and date are in its record.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> dict:
     import argparse
 
@@ -200,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--fail_error", type=float, default=FAIL_ERROR,
                         help="the fail rule's test error (%%), fixed before the runs")  # fmt: skip
     parser.add_argument("--out", default="", help="where to write claims.json ('' = print)")
+    parser.add_argument("--md", default=None, help="the markdown page (default: OUT with .md)")
     args = parser.parse_args(argv)
     claims = []
     for directory in [d for d in args.runs.split(",") if d]:
@@ -224,6 +263,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             json.dump(result, f, indent=2)
             f.write("\n")
         os.replace(tmp, args.out)
+        md = args.md or os.path.splitext(args.out)[0] + ".md"
+        with open(md + ".tmp", "w") as f:
+            f.write(render_markdown(result))
+        os.replace(md + ".tmp", md)
     return result
 
 
