@@ -89,6 +89,7 @@ def test_a_recorded_run_matches_its_evaluation_and_is_not_run_again(tmp_path, ca
     assert run["test_error"] == pytest.approx(evaluated["test_error"], abs=1e-3)
     assert "--config.seed=3" in run["command"] and "--config.num_train_steps=10" in run["command"]
     assert run["train_wall_clock_s"] > 0 and run["eval_wall_clock_s"] > 0
+    assert len(run["load_average_at_end"]) == 3
     assert run["environment"]["cpu_count"] == os.cpu_count()
     assert run["curves"]["step"][-1] == 10 and run["curves"]["test_step"] == [10]
     assert json.loads((workdir / "config.json").read_text())["seed"] == 3

@@ -11,7 +11,8 @@ run is appended to ``--out`` at once, so a study stopped half-way keeps what fin
 second call trains only the seeds not yet recorded. A record::
 
     {"what": ..., "config": ..., "runs": [{"seed", "test_error", "test_loss",
-      "train_wall_clock_s", "eval_wall_clock_s", "command", "date_utc", "environment",
+      "train_wall_clock_s", "eval_wall_clock_s", "load_average_at_end", "command", "date_utc",
+      "environment",
       "curves": {"step", "train_loss", "train_error", "learning_rate", "test_step",
                  "test_error"}}]}
 
@@ -103,6 +104,7 @@ def run_seed(config: str, seed: int, workdir: str, overrides: list[str]) -> dict
     environment["env"] = {name: os.environ.get(name) for name in ENV_VARIABLES}
     os.makedirs(workdir)
     train_s = _timed(train, os.path.join(workdir, "train.log"))
+    load = os.getloadavg()
     eval_s = _timed(evaluate, os.path.join(workdir, "eval.log"))
     with open(os.path.join(workdir, "eval_results.json")) as f:
         result = json.load(f)
@@ -114,6 +116,9 @@ def run_seed(config: str, seed: int, workdir: str, overrides: list[str]) -> dict
         "step": result.get("step"),
         "train_wall_clock_s": round(train_s, 1),
         "eval_wall_clock_s": round(eval_s, 1),
+        # Another job on the same cores slows a CPU run: the 1/5/15-minute load averages as
+        # training ended say whether the cores were shared (2 cores: about 2 = this run alone).
+        "load_average_at_end": [round(x, 2) for x in load],
         "command": " ".join(shown),
         "date_utc": date,
         "environment": environment,
