@@ -242,7 +242,10 @@ def test_checkpoint_and_command_line(tmp_path):
     assert saved[0]["forward"] == pytest.approx(list(measurements[0].forward))
     assert all(len(m["backward"]) == 4 and m["depth"] == 8 for m in saved)
     assert saved[0]["environment"]["versions"]["jax"] == jax.__version__
-    assert saved[1]["command"].startswith("python -m preact.analysis.propagation --configs=")
+    command = saved[1]["command"]  # the flags given, enough to make the file again
+    assert command.startswith("python -m preact.analysis.propagation ")
+    assert "--labels=pre-act,original" in command and "--bn=running" in command
+    assert "--config.model.unit=original'" in command and "--batch_size" not in command
     assert saved[1]["date_utc"].startswith("20")
     # Same network, images and labels (same seed): only the restored weights differ.
     assert not np.allclose(trained.forward, measurements[0].forward)

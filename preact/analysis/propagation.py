@@ -48,7 +48,6 @@ import datetime
 import json
 import os
 import shlex
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -418,6 +417,16 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     )
 
 
+def _command_line(flag_values: flags.FlagValues) -> str:
+    """The command line that sets these flags: the ones given, each with its value."""
+    given = [
+        f"--{name}={shlex.quote(str(flag_values[name].value))}"
+        for name in sorted(flag_values)
+        if flag_values[name].present
+    ]
+    return " ".join(["python -m preact.analysis.propagation", *given])
+
+
 def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> list[Measurement]:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
@@ -460,7 +469,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> li
     with open(json_path, "w") as f:
         made = {
             "environment": provenance.environment(),
-            "command": " ".join(["python -m preact.analysis.propagation", *sys.argv[1:]]),
+            "command": _command_line(flag_values),
             "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         }
         json.dump([{**m.to_json(), **made} for m in measurements], f, indent=1)
