@@ -1,4 +1,4 @@
-r"""Pre-activation ResNet-20 on Fashion-MNIST trained to convergence within about an hour on 2 CPU cores.
+r"""Pre-activation ResNet-20 on Fashion-MNIST: a full cosine schedule in about an hour on 2 CPU cores.
 
     python train.py --config=configs/fashion_mnist_laptop.py --workdir=/tmp/fmnist_laptop
     python eval.py --config=configs/fashion_mnist_laptop.py --workdir=/tmp/fmnist_laptop
@@ -20,7 +20,10 @@ a shoe, so a flip never changes the label (unlike digits).
 
 Sizing: jax 0.12 on Python 3.12 runs this train step at about 150 images/s on 2 cores of an
 AVX2 machine (jax 0.10.2, the Python 3.11 lock, at about 90), so 9 epochs take about an hour of
-training there. Results: results/fashion_mnist_laptop.json. Not a number from the paper.
+training there. Measured (results/fashion_mnist_laptop.json, seed 0, 2026-12-05, AMD EPYC AVX2,
+jax 0.12.0.1): 7.11% test error after 3,768 s of training, with the training error still at
+6.2%: the net is still fitting, and a machine 2-3x faster (or more epochs) has room to go
+lower. Not a number from the paper.
 """
 
 from preact.configs import fashion_mnist
