@@ -258,15 +258,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(f"Table {c['table']}: {c['claim']}: {arms} failed; p = {c['p_value']:.3g}: "
               f"{c['verdict']}")  # fmt: skip
     if args.out:
-        tmp = args.out + ".tmp"  # written whole, then renamed: never a torn file
-        with open(tmp, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, args.out)
-        md = args.md or os.path.splitext(args.out)[0] + ".md"
-        with open(md + ".tmp", "w") as f:
-            f.write(render_markdown(result))
-        os.replace(md + ".tmp", md)
+        from preact.workdir import write_atomic  # whole files, never torn ones
+
+        write_atomic(args.out, json.dumps(result, indent=2) + "\n")
+        write_atomic(args.md or os.path.splitext(args.out)[0] + ".md", render_markdown(result))
     return result
 
 

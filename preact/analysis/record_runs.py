@@ -57,13 +57,11 @@ def load(path: str) -> dict[str, Any]:
 
 
 def write(path: str, record: dict[str, Any]) -> None:
-    """Atomically: a reader (or a kill) never sees half a file."""
+    """Atomically (:func:`preact.workdir.write_atomic`): a kill never leaves half a file."""
+    from preact.workdir import write_atomic
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(record, indent=1) + "\n")
 
 
 def curves(workdir: str) -> dict[str, list[float]]:
