@@ -109,3 +109,43 @@ def test_command_judges_the_claims_of_a_directory_of_run_records(tmp_path):
     (row,) = [line for line in page.splitlines() if line.startswith("| 1 |")]
     assert "dropout_shortcut: 5/5 (89.0, 88.0, 90.0, 87.0, 86.0)" in row
     assert "original_basic: 0/5" in row and "| 0.00397 |" in row and "**supports**" in row
+
+
+def test_first_step_below_reads_the_curve():
+    curve = [{"step": 10, "train_error": 90.0}, {"step": 20, "train_error": 80.0},
+             {"step": 30, "train_error": 79.9}, {"step": 40, "train_error": 50.0}]  # fmt: skip
+    assert claims.first_step_below(curve, 80.0) == 30  # 80.0 is not below 80
+    assert claims.first_step_below(curve[:2], 80.0) == "never"
+    assert claims.first_step_below(None, 80.0) is None  # no curve kept: unknown, not "never"
+
+
+def test_table3_claims_carry_the_warmup_check(tmp_path):
+    import json
+
+    runs = tmp_path / "runs" / "s400_wu100"
+    # The original unit learns late (below 80% only at step 150, after a 100-step warm-up) and
+    # its twin early; the check must report each seed's own step and warm-up, in seed order.
+    below = {"original_deep": [150, "never"], "full_preact_deep": [20, 30]}
+    for variant, steps in below.items():
+        (runs / variant).mkdir(parents=True)
+        for seed, step in enumerate(steps):
+            curve = [{"step": s, "train_error": 85.0} for s in range(10, 400, 10)]
+            if step != "never":
+                curve[step // 10 - 1]["train_error"] = 70.0
+            record = {
+                "result": {"seed": seed, "test_error": 30.0, "diverged_step": None},
+                "config": {"warmup_steps": 100},
+                "metrics": curve,
+            }
+            (runs / variant / f"seed{seed}.json").write_text(json.dumps(record))
+    out = tmp_path / "claims.json"
+    claims.main([f"--runs={runs}", f"--out={out}"])
+    (claim,) = json.loads(out.read_text())["claims"]
+    assert claim["table"] == 3
+    check = claim["warmup_check"]
+    assert check["original_deep"] == {
+        "seeds": [0, 1], "warmup_steps": [100, 100], "train_error_below_80_at": [150, "never"]
+    }  # fmt: skip
+    assert check["full_preact_deep"]["train_error_below_80_at"] == [20, 30]
+    page = (tmp_path / "claims.md").read_text()
+    assert "| s400_wu100 | original_deep | 100 | 150, never |" in page

@@ -36,6 +36,10 @@ from typing import Any
 
 ALPHA = 0.01
 MIN_SEEDS = 5
+# The original ResNet paper's rule for its 110-layer net (He et al. 2015, Sec. 4.2): train at lr
+# 0.01 "until the training error is below 80%", then at 0.1. The warm-up check below asks of each
+# run whether its warm-up lasted that long, so the warm-up confound is measured, not argued.
+WARMUP_RULE_ERROR = 80.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,20 +145,59 @@ def arms_from_records(records: Iterable[Mapping[str, Any]], fail_error: float) -
             for name, by_seed in runs.items()}  # fmt: skip
 
 
-def arms_from_run_records(directory: str, fail_error: float) -> dict:
-    """{variant: {"seeds", "failed", "test_errors"}} from a directory of run records."""
-    arms = {}
+def _run_records(directory: str) -> dict[str, list[dict]]:
+    """{variant: [record, ...] sorted by seed} of a directory of run records."""
+    out = {}
     for variant in sorted(os.listdir(directory)):
         folder = os.path.join(directory, variant)
         if not os.path.isdir(folder):
             continue
-        runs = []
+        records = []
         for name in sorted(os.listdir(folder)):
             if name.startswith("seed") and name.endswith(".json"):
                 with open(os.path.join(folder, name)) as f:
-                    runs.append(json.load(f)["result"])
-        arms[variant] = _arm(sorted(runs, key=lambda r: r["seed"]), fail_error)
-    return arms
+                    records.append(json.load(f))
+        out[variant] = sorted(records, key=lambda r: r["result"]["seed"])
+    return out
+
+
+def arms_from_run_records(directory: str, fail_error: float) -> dict:
+    """{variant: {"seeds", "failed", "test_errors"}} from a directory of run records."""
+    return {
+        variant: _arm([r["result"] for r in records], fail_error)
+        for variant, records in _run_records(directory).items()
+    }
+
+
+def first_step_below(metrics: Sequence[Mapping[str, Any]] | None, error: float) -> int | str | None:
+    """The first logged step whose training error is below ``error`` (%); "never" when no logged
+    step is; None when the record has no curve (records made before curves were kept)."""
+    if not metrics:
+        return None
+    for m in metrics:
+        if "train_error" in m and m["train_error"] < error:
+            return int(m["step"])
+    return "never"
+
+
+def warmup_check(directory: str, variants: Iterable[str]) -> dict:
+    """For each named arm of a run directory, per seed: the warm-up length (iterations at the
+    warm-up learning rate) and the first logged step with training error below
+    :data:`WARMUP_RULE_ERROR`. A run whose error falls below it only after its warm-up ended
+    went to the full learning rate earlier than the original ResNet paper's rule would have."""
+    records = _run_records(directory)
+    out = {}
+    for variant in variants:
+        if variant not in records:
+            continue
+        out[variant] = {
+            "seeds": [r["result"]["seed"] for r in records[variant]],
+            "warmup_steps": [(r.get("config") or {}).get("warmup_steps") for r in records[variant]],
+            "train_error_below_80_at": [
+                first_step_below(r.get("metrics"), WARMUP_RULE_ERROR) for r in records[variant]
+            ],
+        }
+    return out
 
 
 def _arm(runs: Sequence[Mapping[str, Any]], fail_error: float) -> dict:
@@ -218,6 +261,31 @@ def render_markdown(result: Mapping[str, Any]) -> str:
             f"| {c['table']} | {c['claim']} | {arms[0]} | {arms[1]} | {c['p_value']:.3g} "
             f"| **{c['verdict']}** | {runs} |"
         )
+    checked = [c for c in result["claims"] if c.get("warmup_check")]
+    if checked:
+        lines += [
+            "",
+            "## Warm-up check (Table 3)",
+            "",
+            "The original ResNet paper warms its 110-layer net up at lr 0.01 until the training "
+            f"error is below {WARMUP_RULE_ERROR:.0f}%. Per seed: the warm-up's length, and the "
+            f'first logged step with training error below {WARMUP_RULE_ERROR:.0f}% ("never": '
+            'not in the run; "-": the record has no curve).',
+            "",
+            "| claim | runs | arm | warm-up (iterations) | training error < "
+            f"{WARMUP_RULE_ERROR:.0f}% first at step |",
+            "|---|---|---|---|---|",
+        ]
+        for c in checked:
+            for name, arm in c["warmup_check"].items():
+                warm = sorted({w for w in arm["warmup_steps"] if w is not None})
+                steps = ", ".join(
+                    "-" if s is None else str(s) for s in arm["train_error_below_80_at"]
+                )
+                lines.append(
+                    f"| {c['claim']} | {os.path.basename(c.get('runs', ''))} | {name} "
+                    f"| {', '.join(map(str, warm)) or '-'} | {steps} |"
+                )
     if env:
         lines += [
             "",
@@ -243,7 +311,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
     claims = []
     for directory in [d for d in args.runs.split(",") if d]:
         for claim in judge_all(arms_from_run_records(directory, args.fail_error)):
-            claims.append({**claim, "runs": os.path.normpath(directory)})
+            claim = {**claim, "runs": os.path.normpath(directory)}
+            if claim["table"] == 3:  # the original unit's early instability: was it warmed up?
+                claim["warmup_check"] = warmup_check(directory, claim["arms"])
+            claims.append(claim)
     result = {
         "fail_rule": f"diverged, or test error > {args.fail_error}%",
         "alpha": ALPHA,
