@@ -142,6 +142,9 @@ def compile_time(depth: int, batch: int, dtype: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--width", type=int, default=16)

@@ -122,6 +122,9 @@ def measure(batch: int, size: int, channels: int, rounds: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=None)

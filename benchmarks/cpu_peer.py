@@ -10,6 +10,7 @@ random data; ``fashion_mnist``: ``configs/fashion_mnist.py``'s PreAct-20, width 
 - ``jax``: the project's default train step (``preact.training.make_train_step`` of the config,
   unchanged), data already on the device;
 - ``jax:FIELD=VALUE;...``: the same with ``config.model`` fields overridden (A/B of a layer);
+  ``jax:xla_defaults=0`` runs it without the project's XLA:CPU settings (``preact.xla_flags``);
 - ``torch``: the PyTorch peer (``benchmarks/torch_preact.py``: same network and parameter count)
   in plain eager mode, ``channels_last``, SGD momentum 0.9 with weight decay 1e-4.
 
@@ -38,6 +39,9 @@ import numpy as np
 
 from benchmarks import common
 
+# The variant option that is not a model field: jax:xla_defaults=0 starts the worker with
+# PREACT_XLA_DEFAULTS=0, so A/B of the project's XLA:CPU settings alternates in one run.
+XLA_DEFAULTS = "xla_defaults"
 NETS = {
     # name: (config file's module, batch, image shape HWC)
     "preact110": ("configs.preact110", 64, (32, 32, 3)),
@@ -95,7 +99,7 @@ def jax_worker(net: str, overrides: dict[str, Any], warmup: int, steps: int) -> 
     from preact import configuration, networks, training
 
     _, batch, image_shape = NETS[net]
-    config = _config(net, overrides)
+    config = _config(net, {k: v for k, v in overrides.items() if k != XLA_DEFAULTS})
     devices = jax.local_devices()[:1]
     model = configuration.build_model(config)
     state = training.replicate(
@@ -120,6 +124,7 @@ def jax_worker(net: str, overrides: dict[str, Any], warmup: int, steps: int) -> 
         "params": params,
         "depth": config.model.depth,
         "model_overrides": overrides,
+        "xla_flags": os.environ.get("XLA_FLAGS"),
         "threads": common.thread_record("jax", common.xla_cpu_threads(), None),
         "first_step_s": round(warm[0], 2) if warm else None,
         "versions": {"jax": jax.__version__, "python": platform.python_version()},
@@ -198,12 +203,18 @@ def drive(args: argparse.Namespace) -> None:
             for variant in variants:
                 out = os.path.join(scratch, f"run{len(results['runs'])}.json")
                 python = args.torch_python if variant == "torch" else args.jax_python
+                worker_env = dict(env)
+                options = parse_variant(variant)[1]
+                if XLA_DEFAULTS in options:
+                    from preact import xla_flags
+
+                    worker_env[xla_flags.OPT_OUT] = str(int(bool(options[XLA_DEFAULTS])))
                 cmd = [python, "-m", "benchmarks.cpu_peer", "worker", "--net", net,
                        "--variant", variant, "--warmup", str(args.warmup),
                        "--steps", str(args.steps), "--json-out", out]  # fmt: skip
                 t0 = time.perf_counter()
                 proc = subprocess.run(
-                    cmd, env=env, cwd=common.REPO_ROOT, capture_output=True, text=True,
+                    cmd, env=worker_env, cwd=common.REPO_ROOT, capture_output=True, text=True,
                     preexec_fn=lambda: os.sched_setaffinity(0, cores),
                 )  # fmt: skip
                 record: dict[str, Any] = {"net": net, "variant": variant, "rep": rep}
@@ -255,6 +266,9 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        from preact import xla_flags
+
+        xla_flags.apply_defaults()  # the default path: the XLA:CPU settings train.py starts with
         p = argparse.ArgumentParser()
         p.add_argument("worker")
         p.add_argument("--net", required=True, choices=tuple(NETS))

@@ -308,6 +308,9 @@ def profile_net(name: str, reps: int, steps: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--nets", default=",".join(NETS))
     parser.add_argument("--reps", type=int, default=3, help="rounds of alternation")

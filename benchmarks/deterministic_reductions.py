@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault(
         "XLA_FLAGS", f"--xla_force_host_platform_device_count={args.devices}"
     )  # before JAX starts: fake CPU devices
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
 
     import jax
     import numpy as np

@@ -320,6 +320,9 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, required=True, choices=sorted(common.NETS))
     parser.add_argument("--batch", type=int, default=128)

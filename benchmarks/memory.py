@@ -110,6 +110,9 @@ def describe(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from preact import xla_flags
+
+    xla_flags.apply_defaults()  # the project's XLA:CPU settings, as train.py has them
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depths", default="110,164,1001")
     parser.add_argument("--batch", type=int, default=128)

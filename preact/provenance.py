@@ -99,6 +99,8 @@ def _environment() -> dict[str, Any]:
         "process_count": jax.process_count(),
         "cpu_count": os.cpu_count(),
         "cpu_model": cpu_model(),
+        # The XLA settings the backend started with (preact.xla_flags adds the project's).
+        "xla_flags": os.environ.get("XLA_FLAGS"),
         **git_state(),
     }
 
@@ -111,6 +113,6 @@ def environment() -> dict[str, Any]:
     (``jax.default_backend()``), ``device_kind`` (``jax.devices()[0].device_kind``: "cpu",
     "NVIDIA H100 80GB HBM3", "TPU v4", ...), ``device_count`` (all processes),
     ``local_device_count``, ``process_count``, ``cpu_count`` and ``cpu_model`` (the host's),
-    ``git_commit`` and ``git_dirty``.
+    ``xla_flags`` (``XLA_FLAGS`` as the backend read it), ``git_commit`` and ``git_dirty``.
     """
     return copy.deepcopy(_environment())

@@ -14,7 +14,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from preact import cli
+from preact import cli, xla_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
@@ -26,6 +26,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main() -> None:
     config = cli.load_config(_CONFIG)
     cli.quiet_logging()
+    xla_flags.apply_defaults()  # before JAX starts a backend: XLA reads them once
     cli.initialize_distributed()
     # Imported only now, so that a bad flag is reported without loading JAX.
     import jax

@@ -14,6 +14,10 @@ NATIVE = os.environ.get("PREACT_TEST_PLATFORM", "cpu") == "native"
 if not NATIVE:
     # Must happen before the first JAX operation of the test session.
     os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# The XLA:CPU settings train.py starts with, so the tests run the numerics users run.
+from preact import xla_flags  # noqa: E402
+
+xla_flags.apply_defaults()
 
 import jax  # noqa: E402
 

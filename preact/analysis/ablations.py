@@ -53,7 +53,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from preact import cli
+from preact import cli, xla_flags
 
 # The command's parts, one module each; their names are re-exported here for callers of the
 # single module this used to be.
@@ -133,6 +133,7 @@ def main(
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax logs every save
+    xla_flags.apply_defaults()  # before JAX starts a backend, as train.py does
     scale = Scale(**{f.name: args[f.name].value for f in dataclasses.fields(Scale)})
     try:
         tables = [int(t) for t in args.table.split(",")]

@@ -60,7 +60,7 @@ import numpy as np
 import optax
 from absl import app, flags
 
-from preact import cli, experiment, networks, provenance, units
+from preact import cli, experiment, networks, provenance, units, xla_flags
 from preact.data import datasets
 
 BN_MODES = ("batch", "running")
@@ -431,6 +431,7 @@ def main(argv: Sequence[str], flag_values: flags.FlagValues = flags.FLAGS) -> li
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {list(argv[1:])}")
     args = flag_values
+    xla_flags.apply_defaults()  # before JAX starts a backend, as train.py does
     if args.from_json:
         measurements = load_measurements(args.from_json)
         plot(measurements, out=args.out, title=args.title)
