@@ -79,6 +79,18 @@ def parse_variant(variant: str) -> tuple[str, dict[str, Any]]:
     return framework, overrides
 
 
+def variant_env(env: dict[str, str], variant: str) -> dict[str, str]:
+    """The worker environment of one variant: ``env``, with ``PREACT_XLA_DEFAULTS`` set when
+    the variant names ``xla_defaults`` (0: without the project's XLA:CPU settings)."""
+    from preact import xla_flags
+
+    out = dict(env)
+    options = parse_variant(variant)[1]
+    if XLA_DEFAULTS in options:
+        out[xla_flags.OPT_OUT] = str(int(bool(options[XLA_DEFAULTS])))
+    return out
+
+
 def _timed(step: Any, warmup: int, steps: int) -> tuple[list[float], list[float]]:
     warm = []
     for _ in range(warmup):
@@ -203,12 +215,7 @@ def drive(args: argparse.Namespace) -> None:
             for variant in variants:
                 out = os.path.join(scratch, f"run{len(results['runs'])}.json")
                 python = args.torch_python if variant == "torch" else args.jax_python
-                worker_env = dict(env)
-                options = parse_variant(variant)[1]
-                if XLA_DEFAULTS in options:
-                    from preact import xla_flags
-
-                    worker_env[xla_flags.OPT_OUT] = str(int(bool(options[XLA_DEFAULTS])))
+                worker_env = variant_env(env, variant)
                 cmd = [python, "-m", "benchmarks.cpu_peer", "worker", "--net", net,
                        "--variant", variant, "--warmup", str(args.warmup),
                        "--steps", str(args.steps), "--json-out", out]  # fmt: skip

@@ -223,3 +223,14 @@ def test_peer_variants_override_several_model_fields_with_their_types():
     assert (config.model.depth, config.model.width, config.model.scan) == (14, 32, False)
     with pytest.raises(ValueError, match="jax:FIELD=VALUE"):
         cpu_peer.parse_variant("torch:depth=14")
+
+
+def test_peer_variant_without_the_projects_xla_settings_gets_the_opt_out():
+    from benchmarks import cpu_peer
+
+    base = {"OMP_NUM_THREADS": "2"}
+    plain = cpu_peer.variant_env(base, "jax:xla_defaults=0;scan=false")
+    assert plain == {"OMP_NUM_THREADS": "2", "PREACT_XLA_DEFAULTS": "0"}
+    assert cpu_peer.variant_env(base, "jax") == base  # the default path: settings applied
+    assert cpu_peer.variant_env(base, "torch") == base
+    assert base == {"OMP_NUM_THREADS": "2"}  # the driver's dict is not changed
