@@ -7,12 +7,13 @@ CPU benchmarks) call it first thing. In a notebook, call it before the first JAX
 **YNNPACK library fusions off.** Recent jaxlib releases (0.10 and 0.12 measured) hand each
 convolution on an x86 CPU to a YNNPACK "library fusion" by default. For this project's networks
 (3x3 convolutions of 16 to 64 channels on 8x8 to 32x32 images, and their gradients) those run
-slower than XLA's own convolutions: the weight gradient of a 16-channel 28x28 layer at batch 128
-takes 2.2 times as long, and the default Fashion-MNIST train step runs 1.2 to 1.8 times slower
-(figures and commands: docs/performance.md). ``--xla_cpu_experimental_ynn_fusion_type=`` (an
-empty list) turns those fusions off and leaves every convolution and matrix product to XLA. It is
-a CPU-only flag: GPU and TPU computations do not read it. The arithmetic is the same float32
-convolution computed in another order, so results agree to rounding (tested).
+slower than XLA's own convolutions: on a 2-core AVX2 machine the default train step ran 1.9x
+(jax 0.10.2) and 1.2x (jax 0.12.0.1) faster with them off for the Fashion-MNIST config, 1.6x and
+1.1x for PreAct-110 (figures and commands: docs/performance.md).
+``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list) turns those fusions off and leaves
+every convolution and matrix product to XLA. It is a CPU-only flag: GPU and TPU computations do
+not read it. The arithmetic is the same float32 convolution computed in another order, so results
+agree to rounding (tested).
 
 Opt out: set the flag yourself in ``XLA_FLAGS`` (any value of yours is kept), or set
 ``PREACT_XLA_DEFAULTS=0`` to leave ``XLA_FLAGS`` untouched. Older jaxlib releases abort on a flag
