@@ -125,6 +125,11 @@ def run_seed(config: str, seed: int, workdir: str, overrides: list[str]) -> dict
 
 
 def main(argv: list[str] | None = None) -> int:
+    from preact import xla_flags
+
+    # The children inherit this process's XLA_FLAGS, so the record's environment names the
+    # settings train.py runs with (train.py keeps a value already set).
+    xla_flags.apply_defaults()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="a config file, e.g. configs/x.py")
     parser.add_argument("--seeds", default="0,1", help="the seeds, comma-separated")
