@@ -78,7 +78,9 @@ def test_an_existing_workdir_is_refused_before_any_training(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_a_recorded_run_matches_its_evaluation_and_is_not_run_again(tmp_path, capsys):
+def test_a_recorded_run_matches_its_evaluation_and_is_not_run_again(tmp_path, capsys, monkeypatch):
+    # As from a shell with no XLA_FLAGS: the record must name the settings train.py ran with.
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
     overrides = [f"--override={f}" for f in [*TINY_FLAGS, "--config.num_train_steps=10"]]
     rc, out = _main(tmp_path, "--seeds=3", *overrides)
     assert rc == 0
@@ -92,7 +94,9 @@ def test_a_recorded_run_matches_its_evaluation_and_is_not_run_again(tmp_path, ca
     assert len(run["load_average_at_end"]) == 3
     assert run["environment"]["cpu_count"] == os.cpu_count()
     assert run["curves"]["step"][-1] == 10 and run["curves"]["test_step"] == [10]
-    assert json.loads((workdir / "config.json").read_text())["seed"] == 3
+    trained_with = json.loads((workdir / "config.json").read_text())
+    assert trained_with["seed"] == 3
+    assert run["environment"]["xla_flags"] == trained_with["environment"]["xla_flags"]
     capsys.readouterr()
     rc, _ = _main(tmp_path, "--seeds=3", *overrides)  # a second sitting: nothing left to do
     assert rc == 0 and len(json.loads(out.read_text())["runs"]) == 1

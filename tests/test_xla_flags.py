@@ -63,6 +63,23 @@ def test_jaxlib_releases_that_would_abort_on_the_flag_get_nothing(monkeypatch, v
     assert xla_flags.apply_defaults({}) == ([FLAG] if adds else [])
 
 
+def test_flags_added_after_the_backend_started_are_reported(monkeypatch, caplog):
+    import jax
+
+    jax.devices()  # this process's backend is up: XLA has read XLA_FLAGS already
+    assert xla_flags._backend_started()
+    monkeypatch.setattr(provenance, "package_version", lambda name: "0.12.0")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.delenv("PREACT_XLA_DEFAULTS", raising=False)
+    with caplog.at_level("WARNING"):
+        assert xla_flags.apply_defaults() == [FLAG]
+    assert "takes effect in the next process only" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        xla_flags.apply_defaults({})  # a mapping of the caller's, not this process's: no warning
+    assert caplog.text == ""
+
+
 def _probe(tmp_path, name, opt_out, *args):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
     env.pop("PREACT_XLA_DEFAULTS", None)
