@@ -56,6 +56,20 @@ def test_a_command_past_its_deadline_is_interrupted_then_killed(tmp_path, monkey
     assert "(deadline)" in (tmp_path / "log").read_text()
 
 
+def test_the_deadline_interrupt_reaches_a_command_started_from_a_background_shell(tmp_path):
+    # `nohup python first_contact.py &` starts with SIGINT ignored, and children inherit that.
+    log = first_contact.Log(str(tmp_path / "log"))
+    graceful = "import time\ntry:\n time.sleep(30)\nexcept KeyboardInterrupt:\n print('bye')"
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        result = first_contact.run_command([sys.executable, "-c", graceful], env=dict(os.environ),
+                                           timeout=2, log=log, cwd=str(tmp_path))  # fmt: skip
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        log.close()
+    assert result.timed_out and "bye" in result.output and result.seconds < 15
+
+
 def _fake_phase(status, seconds=0.0):
     def run(s, env, timeout, log):
         time.sleep(min(seconds, timeout))

@@ -152,6 +152,10 @@ def run_command(
         env=env,
         cwd=cwd,
         start_new_session=True,
+        # A script started with `nohup ... &` from a shell inherits SIGINT ignored, and Python
+        # then never raises KeyboardInterrupt: the deadline's SIGINT would not reach train.py's
+        # checkpoint-and-exit path. The child gets the default disposition back.
+        preexec_fn=_default_sigint,
     )
     timed_out = False
     try:
@@ -168,6 +172,10 @@ def run_command(
     log(output or "", echo=False)
     log(f"  exit {proc.returncode} after {seconds:.1f} s" + (" (deadline)" if timed_out else ""))
     return Result(proc.returncode, output or "", seconds, timed_out)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
