@@ -47,9 +47,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from benchmarks import common
@@ -144,19 +145,8 @@ def run_command(
     SIGKILL after a grace period. Its whole output goes to the log."""
     log(f"$ {' '.join(cmd)}  (deadline {timeout:.0f} s)")
     start = time.perf_counter()
-    proc = subprocess.Popen(
-        list(cmd),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        # A script started with `nohup ... &` from a shell inherits SIGINT ignored, and Python
-        # then never raises KeyboardInterrupt: the deadline's SIGINT would not reach train.py's
-        # checkpoint-and-exit path. The child gets the default disposition back.
-        preexec_fn=_default_sigint,
-    )
+    with _sigint_not_ignored():
+        proc = _popen(cmd, env, cwd)
     timed_out = False
     try:
         output, _ = proc.communicate(timeout=max(timeout, 0.1))
@@ -174,8 +164,33 @@ def run_command(
     return Result(proc.returncode, output or "", seconds, timed_out)
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _popen(cmd: Sequence[str], env: dict[str, str], cwd: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+        start_new_session=True,
+    )
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    """A script started with ``nohup ... &`` from a shell inherits SIGINT *ignored*, its children
+    too, and Python then never raises KeyboardInterrupt: the deadline's SIGINT would not reach
+    train.py's checkpoint-and-exit path. A handled signal is reset to its default by exec, so
+    while the child starts, SIGINT is handled here (fork-free, unlike a ``preexec_fn``)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
