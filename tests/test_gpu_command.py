@@ -41,10 +41,13 @@ def test_out_check_names_what_would_not_come_back(tmp_path):
     ]
 
 
+# Sleeps past its deadline; prints "bye" only if the deadline's SIGINT raised KeyboardInterrupt.
+GRACEFUL = "import time\ntry:\n time.sleep(30)\nexcept KeyboardInterrupt:\n print('bye')"
+
+
 def test_a_command_past_its_deadline_is_interrupted_then_killed(tmp_path, monkeypatch):
     log = first_contact.Log(str(tmp_path / "log"))
-    graceful = "import time\ntry:\n time.sleep(30)\nexcept KeyboardInterrupt:\n print('bye')"
-    result = first_contact.run_command([sys.executable, "-c", graceful], env=dict(os.environ),
+    result = first_contact.run_command([sys.executable, "-c", GRACEFUL], env=dict(os.environ),
                                        timeout=2, log=log, cwd=str(tmp_path))  # fmt: skip
     assert result.timed_out and "bye" in result.output and result.seconds < 15
     monkeypatch.setattr(first_contact, "KILL_GRACE_S", 1.0)
@@ -59,10 +62,9 @@ def test_a_command_past_its_deadline_is_interrupted_then_killed(tmp_path, monkey
 def test_the_deadline_interrupt_reaches_a_command_started_from_a_background_shell(tmp_path):
     # `nohup python first_contact.py &` starts with SIGINT ignored, and children inherit that.
     log = first_contact.Log(str(tmp_path / "log"))
-    graceful = "import time\ntry:\n time.sleep(30)\nexcept KeyboardInterrupt:\n print('bye')"
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        result = first_contact.run_command([sys.executable, "-c", graceful], env=dict(os.environ),
+        result = first_contact.run_command([sys.executable, "-c", GRACEFUL], env=dict(os.environ),
                                            timeout=2, log=log, cwd=str(tmp_path))  # fmt: skip
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -146,7 +146,8 @@ def run_command(
     log(f"$ {' '.join(cmd)}  (deadline {timeout:.0f} s)")
     start = time.perf_counter()
     with _sigint_not_ignored():
-        proc = _popen(cmd, env, cwd)
+        proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, env=env, cwd=cwd, start_new_session=True)  # fmt: skip
     timed_out = False
     try:
         output, _ = proc.communicate(timeout=max(timeout, 0.1))
@@ -162,18 +163,6 @@ def run_command(
     log(output or "", echo=False)
     log(f"  exit {proc.returncode} after {seconds:.1f} s" + (" (deadline)" if timed_out else ""))
     return Result(proc.returncode, output or "", seconds, timed_out)
-
-
-def _popen(cmd: Sequence[str], env: dict[str, str], cwd: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        list(cmd),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-    )
 
 
 @contextlib.contextmanager
