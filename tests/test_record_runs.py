@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from preact import provenance
 from preact.analysis import record_runs
 from tests.helpers import TINY_FLAGS
 
@@ -79,7 +80,10 @@ def test_an_existing_workdir_is_refused_before_any_training(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_recorded_run_matches_its_evaluation_and_is_not_run_again(tmp_path, capsys, monkeypatch):
-    # As from a shell with no XLA_FLAGS: the record must name the settings train.py ran with.
+    # As from a shell with no XLA_FLAGS: the record must name the settings train.py ran with,
+    # not this process's (whose provenance is cached from its first call: made here first, with
+    # the test session's XLA_FLAGS, as an earlier test in the session would have).
+    provenance.environment()
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     overrides = [f"--override={f}" for f in [*TINY_FLAGS, "--config.num_train_steps=10"]]
     rc, out = _main(tmp_path, "--seeds=3", *overrides)

@@ -106,6 +106,11 @@ def run_seed(config: str, seed: int, workdir: str, overrides: list[str]) -> dict
     eval_s = _timed(evaluate, os.path.join(workdir, "eval.log"))
     with open(os.path.join(workdir, "eval_results.json")) as f:
         result = json.load(f)
+    # The flags train.py's backend read, as it wrote them: this process's provenance is cached
+    # from its first call and may predate a change to XLA_FLAGS.
+    with open(os.path.join(workdir, "config.json")) as f:
+        trained_env = json.load(f).get("environment", {})
+    environment["xla_flags"] = trained_env.get("xla_flags", environment.get("xla_flags"))
     shown = ["python", *train[1:]]
     return {
         "seed": seed,
