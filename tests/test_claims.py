@@ -149,3 +149,51 @@ def test_table3_claims_carry_the_warmup_check(tmp_path):
     assert check["full_preact_deep"]["train_error_below_80_at"] == [20, 30]
     page = (tmp_path / "claims.md").read_text()
     assert "| s400_wu100 | original_deep | 100 | 150, never |" in page
+
+
+def _write_runs(directory, variant, errors, warmup):
+    import json
+
+    (directory / variant).mkdir(parents=True)
+    for seed, error in enumerate(errors):
+        record = {
+            "result": {"seed": seed, "test_error": error, "diverged_step": None},
+            "config": {"warmup_steps": warmup if isinstance(warmup, int) else warmup[seed]},
+        }
+        (directory / variant / f"seed{seed}.json").write_text(json.dumps(record))
+
+
+def test_warmup_effect_compares_the_shorter_warmup_with_the_longer(tmp_path):
+    import json
+
+    short, long, mixed = (tmp_path / name for name in ("wu26", "wu100", "mixed"))
+    # Listed longer first: the arms must be ordered by warm-up length, not by argument order.
+    _write_runs(long, "original_deep", [40, 48, 30, 35, 50], 100)  # none failed
+    _write_runs(short, "original_deep", [83, 88, 84, 90, 86], 26)  # all failed
+    _write_runs(long, "full_preact_deep", [80, 30, 31, 29, 33], 100)  # one failed
+    _write_runs(short, "full_preact_deep", [30, 28, 29, 31, 30], 26)  # none: longer fails more
+    _write_runs(mixed, "original_deep", [30, 30], [26, 100])  # not one warm-up: left out
+    out = tmp_path / "claims.json"
+    claims.main([f"--runs={long},{short},{mixed}", f"--out={out}"])
+    effect = {e["variant"]: e for e in json.loads(out.read_text())["warmup_effect"]}
+    deep = effect["original_deep"]
+    assert list(deep["arms"]) == ["warm-up 26", "warm-up 100"]
+    assert deep["arms"]["warm-up 26"]["failed"] == 5 and deep["arms"]["warm-up 26"]["seeds"] == 5
+    assert deep["arms"]["warm-up 100"]["runs"] == str(long)
+    assert deep["p_value"] == pytest.approx(1 / 252, abs=1e-6)
+    assert deep["verdict"] == "shorter warm-up fails more often"
+    twin = effect["full_preact_deep"]  # the hypothesis is one-sided: the other way is no effect
+    assert twin["p_value"] == 1.0 and twin["verdict"] == "cannot tell"
+    page = (tmp_path / "claims.md").read_text()
+    (row,) = [line for line in page.splitlines() if line.startswith("| original_deep |")]
+    assert "warm-up 26: 5/5 (83.0," in row and "warm-up 100: 0/5" in row
+    assert "| 0.00397 | **shorter warm-up fails more often** |" in row
+
+
+def test_warmup_effect_needs_five_seeds_a_side(tmp_path):
+    short, long = tmp_path / "wu26", tmp_path / "wu100"
+    _write_runs(short, "original_deep", [83, 88, 84, 90, 86], 26)
+    _write_runs(long, "original_deep", [40, 48, 30, 35], 100)  # four seeds: p = 1/126 < 0.01
+    (effect,) = claims.warmup_effect([str(short), str(long)], fail_error=65.0)
+    assert effect["p_value"] == pytest.approx(1 / 126, abs=1e-6)
+    assert effect["verdict"] == "cannot tell"

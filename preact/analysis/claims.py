@@ -200,6 +200,48 @@ def warmup_check(directory: str, variants: Iterable[str]) -> dict:
     return out
 
 
+def warmup_effect(directories: Sequence[str], fail_error: float) -> list[dict]:
+    """The warm-up confound, measured: each Table 3 variant run in two directories whose runs
+    differ in warm-up length, its failures at the shortest warm-up against the longest.
+
+    The paper warms up (lr 0.01 for 400 iterations, one CIFAR epoch) for the original unit's early
+    instability on its deepest nets (Sec. 4.1), so the hypothesis is fixed before the runs: the
+    shorter warm-up fails more often. ``p_value`` is the one-sided Fisher exact test in that
+    direction; "shorter warm-up fails more often" at p <= :data:`ALPHA` with at least
+    :data:`MIN_SEEDS` seeds a side, else "cannot tell". A directory whose runs mix warm-up lengths
+    is left out (its arms would not be one warm-up)."""
+    variants = {name for c in CLAIMS if c.table == 3 for name in (c.variant, c.baseline)}
+    by_warmup: dict[str, dict[int, tuple[str, list[dict]]]] = {}
+    for directory in directories:
+        for variant, records in _run_records(directory).items():
+            warm = {(r.get("config") or {}).get("warmup_steps") for r in records}
+            if variant in variants and records and len(warm) == 1 and None not in warm:
+                by_warmup.setdefault(variant, {})[warm.pop()] = (directory, records)
+    out = []
+    for variant in sorted(by_warmup):
+        lengths = sorted(by_warmup[variant])
+        if len(lengths) < 2:
+            continue
+        (short_dir, short), (long_dir, long) = (
+            by_warmup[variant][w] for w in (lengths[0], lengths[-1])
+        )
+        a = _arm([r["result"] for r in short], fail_error)
+        b = _arm([r["result"] for r in long], fail_error)
+        p = fisher_one_sided(a["failed"], a["seeds"], b["failed"], b["seeds"])
+        enough = min(a["seeds"], b["seeds"]) >= MIN_SEEDS
+        verdict = "shorter warm-up fails more often" if p <= ALPHA and enough else "cannot tell"
+        out.append({
+            "variant": variant,
+            "arms": {
+                f"warm-up {lengths[0]}": {**a, "runs": os.path.normpath(short_dir)},
+                f"warm-up {lengths[-1]}": {**b, "runs": os.path.normpath(long_dir)},
+            },
+            "p_value": round(p, 6),
+            "verdict": verdict,
+        })  # fmt: skip
+    return out
+
+
 def _arm(runs: Sequence[Mapping[str, Any]], fail_error: float) -> dict:
     failed = [r.get("diverged_step") is not None or not r["test_error"] <= fail_error for r in runs]
     return {
@@ -286,6 +328,28 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     f"| {c['claim']} | {os.path.basename(c.get('runs', ''))} | {name} "
                     f"| {', '.join(map(str, warm)) or '-'} | {steps} |"
                 )
+    if result.get("warmup_effect"):
+        lines += [
+            "",
+            "## The warm-up confound, measured (Table 3)",
+            "",
+            "The same variant at two warm-up lengths (the runs of two directories), its failures "
+            "at the shorter against the longer: one-sided Fisher exact test of the hypothesis "
+            "fixed before the runs, that the shorter warm-up fails more often.",
+            "",
+            "| variant | shorter warm-up: failed/seeds (test errors %) "
+            "| longer warm-up: failed/seeds (test errors %) | p | verdict |",
+            "|---|---|---|---|---|",
+        ]
+        for e in result["warmup_effect"]:
+            cells = []
+            for name, a in e["arms"].items():
+                errors = ", ".join(f"{x:.1f}" for x in a["test_errors"])
+                cells.append(f"{name}: {a['failed']}/{a['seeds']} ({errors})")
+            lines.append(
+                f"| {e['variant']} | {cells[0]} | {cells[1]} | {e['p_value']:.3g} "
+                f"| **{e['verdict']}** |"
+            )
     if env:
         lines += [
             "",
@@ -321,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "min_seeds": MIN_SEEDS,
         "test": "one-sided Fisher exact test in the direction of the paper's claim",
         "claims": claims,
+        "warmup_effect": warmup_effect([d for d in args.runs.split(",") if d], args.fail_error),
         "command": "python -m preact.analysis.claims " + " ".join(argv or sys.argv[1:]),
         "environment": provenance.environment(),
     }
