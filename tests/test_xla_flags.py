@@ -93,23 +93,29 @@ def _probe(tmp_path, name, opt_out, *args):
         return dict(np.load(out + ".npz")), f.read()
 
 
-def _errors(grads, reference):
-    """Per parameter: the largest deviation from the reference, relative to its largest entry."""
+def _errors(grads, reference, prefix=""):
+    """Per array (those whose key starts with ``prefix``; the network's parameters when empty):
+    the largest deviation from the reference, relative to its largest entry."""
+    keys = [k for k in reference if k != "loss" and k.startswith(prefix)
+            and (prefix or not k.startswith("conv:"))]  # fmt: skip
     return np.array([np.abs(grads[k] - reference[k]).max() / (np.abs(reference[k]).max() + 1e-30)
-                     for k in reference if k != "loss"])  # fmt: skip
+                     for k in keys])  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not KNOWN, reason="this jaxlib predates the flag; nothing is set")
 def test_the_flag_reaches_xla_and_gradients_agree_to_rounding(tmp_path):
     """With the settings, no convolution of the gradient goes to a YNNPACK fusion, and the
-    float32 gradient is as close to a float64 reference as XLA's default one is.
+    float32 convolutions are exact to rounding against float64, as XLA's default ones are.
 
-    Two float32 gradients of a 20-layer net with BatchNorm in training mode at initialization
-    differ by up to ~1% of a parameter's largest entry whatever the summation order (measured:
-    the default path's own distance to float64 is that large), so "equal to rounding" is judged
-    against float64, not against each other: a lower-precision convolution (bfloat16 inputs:
-    ~0.4% per product) would land far further from it."""
+    Precision is judged on single convolutions (forward, input and weight gradients, stride 1
+    and 2): there float32 lands within ~1e-6 of float64 and a lower-precision kernel (bfloat16
+    inputs: ~4e-3) far outside 1e-5. The 20-layer net with BatchNorm in training mode at
+    initialization amplifies rounding chaotically: its two float32 gradients land up to a few
+    percent of a parameter's largest entry from float64, by an amount that depends on the CPU's
+    summation order (measured on an AVX-512 Zen 4 core: the default path's median 0.13% and
+    largest 1.5%, the setting's 0.79% and 3.5%, while each single convolution agreed to 5e-7 on
+    both paths), so the net is held only to landing near the reference."""
     ours, ours_hlo = _probe(tmp_path, "defaults", False)
     plain, plain_hlo = _probe(tmp_path, "plain", True)
     exact, _ = _probe(tmp_path, "float64", False, "float64")
@@ -119,10 +125,10 @@ def test_the_flag_reaches_xla_and_gradients_agree_to_rounding(tmp_path):
     assert "__ynn_fusion" in plain_hlo
     assert set(ours) == set(plain) == set(exact) and len(ours) > 40  # every layer's parameters
     assert float(ours["loss"]) == pytest.approx(float(exact["loss"]), rel=1e-5)
-    ours_err, plain_err = _errors(ours, exact), _errors(plain, exact)
-    assert plain_err.max() < 0.05  # the reference is a reference: float32 lands near it
-    assert ours_err.max() <= 3 * plain_err.max()
-    assert np.median(ours_err) <= 3 * np.median(plain_err)
+    for grads in (ours, plain):
+        conv_err = _errors(grads, exact, "conv:")
+        assert len(conv_err) == 6 and conv_err.max() < 1e-5, conv_err
+        assert _errors(grads, exact).max() < 0.1  # the net: near the reference, not on it
 
 
 @pytest.mark.skipif(not KNOWN, reason="this jaxlib predates the flag; nothing is set")
