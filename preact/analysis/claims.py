@@ -21,7 +21,8 @@ Each claim compares two arms, a variant and its baseline, by how many of their s
 
 ``verdict``: "supports" only at p <= 0.01 with at least :data:`MIN_SEEDS` seeds in each arm;
 "contradicts" when the one-sided test in the opposite direction gives p <= 0.01; otherwise
-"cannot tell". Graded claims (which variant is better by how much) are not tested here.
+"cannot tell". Graded claims (which of two variants ends lower) are tested by
+:mod:`preact.analysis.graded` on the same records and written beside these (``graded_claims``).
 """
 
 from __future__ import annotations
@@ -328,6 +329,27 @@ def render_markdown(result: Mapping[str, Any]) -> str:
                     f"| {c['claim']} | {os.path.basename(c.get('runs', ''))} | {name} "
                     f"| {', '.join(map(str, warm)) or '-'} | {steps} |"
                 )
+    if result.get("graded_claims"):
+        lines += [
+            "",
+            "## Graded claims (which of two arms ends lower)",
+            "",
+            f"Test: {result['graded_test']}; the same verdict rule. Each arm's test errors (%), "
+            "the paper's CIFAR-10 figure beside its name.",
+            "",
+            "| table | the paper's claim | better arm (paper %): test errors "
+            "| worse arm (paper %): test errors | U | p | verdict | runs |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in result["graded_claims"]:
+            cells = [
+                f"{name} ({c['paper'][name]}): " + ", ".join(f"{e:.1f}" for e in a["test_errors"])
+                for name, a in c["arms"].items()
+            ]
+            lines.append(
+                f"| {c['table']} | {c['claim']} | {cells[0]} | {cells[1]} | {c['u']:g} "
+                f"| {c['p_value']:.3g} | **{c['verdict']}** | {os.path.basename(c['runs'])} |"
+            )
     if result.get("warmup_effect"):
         lines += [
             "",
@@ -372,8 +394,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", default="", help="where to write claims.json ('' = print)")
     parser.add_argument("--md", default=None, help="the markdown page (default: OUT with .md)")
     args = parser.parse_args(argv)
-    claims = []
+    from preact.analysis import graded
+
+    claims, graded_claims = [], []
     for directory in [d for d in args.runs.split(",") if d]:
+        runs = {v: [r["result"] for r in rs] for v, rs in _run_records(directory).items()}
+        for claim in graded.judge_all(runs):
+            graded_claims.append({**claim, "runs": os.path.normpath(directory)})
         for claim in judge_all(arms_from_run_records(directory, args.fail_error)):
             claim = {**claim, "runs": os.path.normpath(directory)}
             if claim["table"] == 3:  # the original unit's early instability: was it warmed up?
@@ -385,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         "min_seeds": MIN_SEEDS,
         "test": "one-sided Fisher exact test in the direction of the paper's claim",
         "claims": claims,
+        "graded_test": "exact one-sided Mann-Whitney test on the final test errors (a diverged "
+        "run worst), in the direction of the paper's ordering",
+        "graded_claims": graded_claims,
         "warmup_effect": warmup_effect([d for d in args.runs.split(",") if d], args.fail_error),
         "command": "python -m preact.analysis.claims " + " ".join(argv or sys.argv[1:]),
         "environment": provenance.environment(),
@@ -393,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
         arms = ", ".join(f"{k} {v['failed']}/{v['seeds']}" for k, v in c["arms"].items())
         print(f"Table {c['table']}: {c['claim']}: {arms} failed; p = {c['p_value']:.3g}: "
               f"{c['verdict']}")  # fmt: skip
+    for c in graded_claims:
+        print(f"Table {c['table']} (graded): {c['claim']}: p = {c['p_value']:.3g}: {c['verdict']}")
     if args.out:
         from preact.workdir import write_atomic  # whole files, never torn ones
 
