@@ -16,8 +16,8 @@ paper's direction:
   "contradicts" at ``p_value_against`` <= ALPHA, otherwise "cannot tell" (the rules of
   :mod:`preact.analysis.claims`).
 
-The list below is every directed ordering of Tables 1-3 that the ablation runner covers, written
-from the paper's numbers before these tests were run on any record; the one row left out is
+The list below is every directed ordering of Tables 1-3 that the ablation runner covers, taken
+from the paper's numbers, none added or dropped for what the runs show; the one row left out is
 Table 2's ReLU-only pre-activation against the original, which the paper calls comparable (6.71
 against 6.61 on ResNet-110, 5.91 against 5.93 on ResNet-164), not better or worse. 15 claims,
 16 tests (the deepest net's in both warm-up directories): at 0.01 each, about 0.16 "supports"
