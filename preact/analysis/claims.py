@@ -280,7 +280,7 @@ def render_markdown(result: Mapping[str, Any]) -> str:
     failed/seeds and every seed's test error, the p-value and the verdict, nothing else."""
     env = result.get("environment", {})
     lines = [
-        "# The paper's fail/learn claims, tested",
+        "# The paper's claims, tested: fail/learn, then graded",
         "",
         "Written by `preact.analysis.claims` from the run records; do not edit by hand. "
         f"Command: `{result.get('command', '')}`.",
