@@ -106,6 +106,16 @@ def fisher_one_sided(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
     return min(1.0, tail / denominator)
 
 
+def verdict_of(p_claim: float, p_against: float, seeds: int) -> str:
+    """The verdict rule of every test here: "contradicts" at p_against <= ALPHA, "supports" at
+    p_claim <= ALPHA with at least MIN_SEEDS seeds in the smaller arm, else "cannot tell"."""
+    if p_against <= ALPHA:
+        return "contradicts"
+    if p_claim <= ALPHA and seeds >= MIN_SEEDS:
+        return "supports"
+    return "cannot tell"
+
+
 def judge(claim: Claim, variant: Mapping[str, int], baseline: Mapping[str, int]) -> dict:
     """One claim's record: the arms, the p-value in the paper's direction and the verdict."""
     kv, nv = variant["failed"], variant["seeds"]
@@ -116,13 +126,7 @@ def judge(claim: Claim, variant: Mapping[str, int], baseline: Mapping[str, int])
         p_claim, p_against = fisher_one_sided(kb, nb, kv, nv), fisher_one_sided(kv, nv, kb, nb)
     else:
         raise ValueError(f"unknown claim kind {claim.kind!r}")
-    enough = min(nv, nb) >= MIN_SEEDS
-    if p_against <= ALPHA:
-        verdict = "contradicts"
-    elif p_claim <= ALPHA and enough:
-        verdict = "supports"
-    else:
-        verdict = "cannot tell"
+    verdict = verdict_of(p_claim, p_against, min(nv, nb))
     return {
         "table": claim.table,
         "claim": claim.text,

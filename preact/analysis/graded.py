@@ -32,7 +32,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from preact.analysis.claims import ALPHA, MIN_SEEDS
+from preact.analysis.claims import verdict_of
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,12 +145,7 @@ def judge(claim: GradedClaim, better: Sequence[Mapping[str, Any]],
     """One graded claim's record: each arm's seeds and test errors, both p-values, the verdict."""
     b, w = [_score(r) for r in better], [_score(r) for r in worse]
     p, p_against = mann_whitney_one_sided(b, w), mann_whitney_one_sided(w, b)
-    if p_against <= ALPHA:
-        verdict = "contradicts"
-    elif p <= ALPHA and min(len(b), len(w)) >= MIN_SEEDS:
-        verdict = "supports"
-    else:
-        verdict = "cannot tell"
+    verdict = verdict_of(p, p_against, min(len(b), len(w)))
     return {
         "table": claim.table,
         "claim": claim.text,
