@@ -11,7 +11,8 @@ slower than XLA's own convolutions: on a 2-core AVX2 machine the default train s
 (jax 0.10.2) and 1.2x (jax 0.12.0.1) faster with them off for the Fashion-MNIST config, 1.6x and
 1.1x for PreAct-110 (figures and commands: docs/performance.md). Not for every network: with
 jax 0.12.0.1 the bottleneck PreAct-164 ran 1.22x *slower* with them off (same page); there, set
-``PREACT_XLA_DEFAULTS=0``.
+``PREACT_XLA_DEFAULTS=0``. Those figures are a family-23 AMD EPYC's; on a Zen 3 EPYC (family 25,
+jax 0.12.1) the Fashion-MNIST step ran equally fast with and without (same page).
 ``--xla_cpu_experimental_ynn_fusion_type=`` (an empty list) turns those fusions off and leaves
 every convolution and matrix product to XLA. It is a CPU-only flag: GPU and TPU computations do
 not read it. The arithmetic is the same float32 convolution computed in another order, so results
