@@ -7,7 +7,10 @@ they mean on the CPU (JAX's default there lets them round through TF32, about 1e
 Tests that need several devices skip there.
 """
 
+import json
 import os
+
+import pytest
 
 NATIVE = os.environ.get("PREACT_TEST_PLATFORM", "cpu") == "native"
 
@@ -26,3 +29,21 @@ if NATIVE:
 else:
     jax.config.update("jax_num_cpu_devices", 8)
     jax.config.update("jax_platforms", "cpu")
+
+
+@pytest.fixture
+def write_run_records(tmp_path):
+    """``write(errors)``: one ablation run record per seed (``<tmp>/runs/s400/VARIANT/seedK.json``,
+    the layout and fields ``preact.analysis.ablations`` writes) for each ``{variant: [test
+    errors]}``, none diverged; returns the directory the claims command reads."""
+
+    def write(errors: dict[str, list[float]]):
+        runs = tmp_path / "runs" / "s400"
+        for variant, values in errors.items():
+            (runs / variant).mkdir(parents=True)
+            for seed, error in enumerate(values):
+                result = {"seed": seed, "test_error": error, "diverged_step": None}
+                (runs / variant / f"seed{seed}.json").write_text(json.dumps({"result": result}))
+        return runs
+
+    return write

@@ -84,16 +84,11 @@ def test_every_claim_names_variants_of_the_ablation_catalogue():
         assert {claim.variant, claim.baseline} <= names, claim
 
 
-def test_command_judges_the_claims_of_a_directory_of_run_records(tmp_path):
+def test_command_judges_the_claims_of_a_directory_of_run_records(tmp_path, write_run_records):
     import json
 
-    runs = tmp_path / "runs" / "s400"
     errors = {"original_basic": [30, 40, 35, 28, 33], "dropout_shortcut": [89, 88, 90, 87, 86]}
-    for variant, values in errors.items():
-        (runs / variant).mkdir(parents=True)
-        for seed, error in enumerate(values):
-            result = {"seed": seed, "test_error": error, "diverged_step": None}
-            (runs / variant / f"seed{seed}.json").write_text(json.dumps({"result": result}))
+    runs = write_run_records(errors)
     out = tmp_path / "claims.json"
     claims.main([f"--runs={runs}", f"--out={out}"])
     record = json.loads(out.read_text())

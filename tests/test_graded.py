@@ -77,15 +77,10 @@ def test_every_graded_claim_names_variants_of_the_ablation_catalogue():
         assert claim.paper[0] < claim.paper[1], claim
 
 
-def test_command_writes_the_graded_claims_beside_the_fail_learn_ones(tmp_path):
-    runs = tmp_path / "runs" / "s400"
+def test_command_writes_the_graded_claims_beside_the_fail_learn_ones(tmp_path, write_run_records):
     errors = {"original_bottleneck": [35.4, 37.5, 46.0, 57.9, 69.5],
               "full_preact_bottleneck": [24.3, 26.5, 27.2, 28.2, 30.6]}  # fmt: skip
-    for variant, values in errors.items():
-        (runs / variant).mkdir(parents=True)
-        for seed, error in enumerate(values):
-            result = {"seed": seed, "test_error": error, "diverged_step": None}
-            (runs / variant / f"seed{seed}.json").write_text(json.dumps({"result": result}))
+    runs = write_run_records(errors)
     out = tmp_path / "claims.json"
     claims.main([f"--runs={runs}", f"--out={out}"])
     record = json.loads(out.read_text())
