@@ -1,5 +1,8 @@
 """configs/fashion_mnist_laptop.py: the schedule its docstring and the README promise."""
 
+import json
+import os
+
 import pytest
 
 from preact import optim
@@ -27,3 +30,32 @@ def test_only_the_schedule_and_augmentation_differ_from_the_first_run():
     assert (laptop.dataset, laptop.batch_size, laptop.random_flip) == ("fashion_mnist", 128, True)
     assert laptop.crop_padding == 2 and first.crop_padding == 4
     assert (laptop.schedule, laptop.nesterov, laptop.weight_decay) == ("cosine", True, 5e-4)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_the_record_is_of_this_recipe_and_the_readme_quotes_it():
+    """results/fashion_mnist_laptop.json holds runs of today's config (each curve ends at its
+    last step: a changed schedule needs new runs), and the README's row quotes every run's test
+    error and minutes of training as recorded, not figures of an older run."""
+    c = fashion_mnist_laptop.get_config()
+    with open(os.path.join(ROOT, "results", "fashion_mnist_laptop.json")) as f:
+        runs = json.load(f)["runs"]
+    assert runs and len({r["seed"] for r in runs}) == len(runs)
+    for run in runs:
+        assert run["config"] == "configs/fashion_mnist_laptop.py" and not run["overrides"]
+        assert run["step"] == c.num_train_steps == run["curves"]["test_step"][-1]
+        assert run["curves"]["test_error"][-1] == pytest.approx(run["test_error"], abs=0.005)
+        assert run["environment"]["cpu_count"] and run["command"].startswith("python train.py")
+    with open(os.path.join(ROOT, "README.md")) as f:
+        (row,) = [
+            line
+            for line in f
+            if line.startswith("| PreAct-20, width 16 (`configs/fashion_mnist_laptop.py`)")
+        ]
+    epochs = c.num_train_steps // (60_000 // c.batch_size)  # the last partial batch is dropped
+    assert f"| {epochs} epochs of {c.batch_size}," in row
+    for run in runs:
+        assert f"{run['test_error']:.2f}%" in row
+        assert f"{run['train_wall_clock_s'] / 60:.1f}" in row
