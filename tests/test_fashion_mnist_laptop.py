@@ -7,6 +7,7 @@ import pytest
 
 from preact import optim
 from preact.configs import fashion_mnist, fashion_mnist_laptop
+from tests.helpers import ROOT
 
 
 def test_twenty_epochs_of_cosine_with_a_test_point_at_the_end():
@@ -30,9 +31,6 @@ def test_only_the_schedule_and_augmentation_differ_from_the_first_run():
     assert (laptop.dataset, laptop.batch_size, laptop.random_flip) == ("fashion_mnist", 128, True)
     assert laptop.crop_padding == 2 and first.crop_padding == 4
     assert (laptop.schedule, laptop.nesterov, laptop.weight_decay) == ("cosine", True, 5e-4)
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_the_record_is_of_this_recipe_and_the_readme_quotes_it():
