@@ -23,6 +23,14 @@ def build(cfg, num_devices=1, **kwargs):
         ("seed", 2**32, r"config.seed must be < 2\*\*32"),
         ("crop_padding", -4, r"config.crop_padding must be an int >= 0"),
         ("random_flip", "yes", r"config.random_flip must be a bool"),
+        (
+            "random_erasing",
+            1.5,
+            r"config.random_erasing must be a probability in \[0, 1\], got 1.5",
+        ),
+        ("random_erasing", -0.1, r"config.random_erasing must be a probability in \[0, 1\]"),
+        ("random_erasing", "yes", r"config.random_erasing must be a probability in \[0, 1\]"),
+        ("random_erasing", True, r"config.random_erasing must be a probability in \[0, 1\]"),
         ("dataset", "", r"config.dataset is empty"),
         ("data_source", "tfds", r"config.data_source must be 'auto' for 'digits', got 'tfds'"),
         ("batch_size", 4096, r"config.batch_size = 4096 exceeds the 1437 training examples"),
@@ -33,6 +41,13 @@ def test_bad_values(field, value, message):
     # A plain dict: a ConfigDict would itself refuse some of these values (a float for an int).
     with pytest.raises(DataError, match=message):
         build({**data_config().to_dict(), field: value})
+
+
+def test_random_erasing_needs_the_in_memory_augmentation():
+    # Erasing lives in the on-device pad_crop_flip step; asked for with another augmentation it
+    # would silently do nothing.
+    with pytest.raises(DataError, match=r"config.random_erasing = 0.5 needs config.augment"):
+        build(data_config(augment="none", random_erasing=0.5))
 
 
 def test_missing_field():

@@ -33,6 +33,7 @@ def get_config(recipe: str | None = None) -> ml_collections.ConfigDict:
     c.augment = "pad_crop_flip"  # pad_crop_flip | none | scale_jitter | inception_crop
     c.crop_padding = 4
     c.random_flip = True
+    c.random_erasing = 0.0  # probability of erasing a rectangle (not the paper's; 0 = off)
     c.train_split = "train"  # TFDS split syntax, e.g. 'train[:45000]' for a validation hold-out
     c.eval_split = ""  # '' = the dataset's test split; e.g. 'train[45000:]'
     # Streamed datasets (ImageNet): training crop size, shorter-side range of the scale

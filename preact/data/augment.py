@@ -1,4 +1,4 @@
-"""CIFAR augmentation on the accelerator, on whole batches: pad, random crop, random flip.
+"""Augmentation on the accelerator, on whole batches: pad, random crop, random flip, random erasing.
 
 "4 pixels are padded on each side, and a 32x32 crop is randomly sampled from the padded image or
 its horizontal flip" (He et al. 2015 §4.2, which the paper follows). The padding is zeros added
@@ -7,6 +7,15 @@ not say; docs/reproduction.md#choices-where-the-paper-is-silent). Each example d
 crop offset and flip from its own key, `fold_in(fold_in(key, step), position)`, where position is
 its place in the global batch: the result does not depend on how the batch is split over devices
 or hosts.
+
+Random erasing (Zhong et al. 2017, "Random Erasing Data Augmentation", Algorithm 1) is not part of
+the paper's recipe; it is an option for short schedules on small images (configs/
+fashion_mnist_laptop.py). With probability p, a rectangle of the (cropped, flipped) image takes
+the value 0, which after mean subtraction is the mean image, the same value as the crop padding.
+Its area is a uniform fraction of the image in [0.02, 0.4] and its aspect ratio h/w uniform in
+[0.3, 1/0.3], the defaults of Zhong et al.; where their algorithm draws again until the rectangle
+fits, a side longer than the image is cut to the image's, which changes only the rare tall or
+wide draws.
 """
 
 import jax
@@ -37,5 +46,34 @@ def pad_crop_flip(images: jax.Array, keys: jax.Array, *, padding: int, flip: boo
         if flip:
             image = jnp.where((bits[2] >> 31) == 1, image[:, ::-1], image)
         return image
+
+    return jax.vmap(one)(images, keys)
+
+
+ERASING_AREA = (0.02, 0.4)  # fraction of the image (Zhong et al. 2017, s_l and s_h)
+ERASING_ASPECT = 0.3  # h / w is drawn from [0.3, 1 / 0.3] (r_1)
+
+
+def random_erasing(images: jax.Array, keys: jax.Array, *, probability: float) -> jax.Array:
+    """Sets one random rectangle of each image (float [B, H, W, C]) to 0 with `probability`.
+
+    The draws come from `fold_in(key, 1)` of each example's key, so the crop and flip an example
+    gets are the same with and without erasing.
+    """
+    _, height, width, _ = images.shape
+
+    def one(image, key):
+        u = jax.random.uniform(jax.random.fold_in(key, 1), (5,))
+        low, high = ERASING_AREA
+        area = (low + (high - low) * u[1]) * (height * width)
+        aspect = ERASING_ASPECT + (1 / ERASING_ASPECT - ERASING_ASPECT) * u[2]
+        h = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, height).astype(jnp.int32)
+        w = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, width).astype(jnp.int32)
+        top = jnp.minimum(jnp.floor(u[3] * (height - h + 1)).astype(jnp.int32), height - h)
+        left = jnp.minimum(jnp.floor(u[4] * (width - w + 1)).astype(jnp.int32), width - w)
+        rows, cols = jnp.arange(height), jnp.arange(width)
+        inside = ((rows >= top) & (rows < top + h))[:, None] & ((cols >= left) & (cols < left + w))
+        erase = inside & (u[0] < probability)
+        return jnp.where(erase[:, :, None], jnp.zeros_like(image), image)
 
     return jax.vmap(one)(images, keys)

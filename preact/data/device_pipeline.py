@@ -2,8 +2,9 @@
 
 CIFAR's 50,000 training images are 154 MB as uint8 (3,072 bytes each), so each local device holds a
 copy of the training and test images, and one jitted, `shard_map`-ped function per step gathers,
-normalizes, crops and flips each device's share of the batch on that device. The host only passes
-the step number; nothing is decoded, copied or augmented on the host during training.
+normalizes, crops, flips (and, if asked, erases) each device's share of the batch on that device.
+The host only passes the step number; nothing is decoded, copied or augmented on the host in
+training.
 
 Batch `step` is a pure function of (seed, step), which makes resuming exact:
 - with order_key, augment_key = split(key(seed)), epoch e = step // steps_per_epoch visits the
@@ -50,6 +51,7 @@ class DevicePipeline(InputPipeline):
         rng_impl: str = "threefry2x32",
         padding: int,
         flip: bool,
+        erasing: float = 0.0,
         devices: Sequence[jax.Device],
         process_index: int,
         process_count: int,
@@ -82,6 +84,7 @@ class DevicePipeline(InputPipeline):
             rng_impl=rng_impl,
             padding=padding,
             flip=flip,
+            erasing=float(erasing),
         )
         self._eval_layout = _EvalLayout(
             num_examples=len(evaluation),
@@ -139,6 +142,7 @@ class _TrainLayout:
     rng_impl: str
     padding: int
     flip: bool
+    erasing: float = 0.0  # probability of random erasing (augment.random_erasing)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,10 +191,12 @@ def _train_shard(arrays, norm, order, step, seed, *, layout: _TrainLayout):
     start = (step % layout.steps_per_epoch) * layout.global_batch + offset
     indices = jax.lax.dynamic_slice_in_dim(order, start, layout.device_batch)
     batch = Normalization(*norm)(images[indices])
-    if layout.padding or layout.flip:
+    if layout.padding or layout.flip or layout.erasing:
         _, augment_key = _keys(seed, layout.rng_impl)
         keys = augment_lib.example_keys(augment_key, step, positions)
         batch = augment_lib.pad_crop_flip(batch, keys, padding=layout.padding, flip=layout.flip)
+        if layout.erasing:
+            batch = augment_lib.random_erasing(batch, keys, probability=layout.erasing)
     return {"image": batch[None], "label": labels[indices][None]}
 
 

@@ -53,6 +53,7 @@ class DataSettings:
     augment: str
     crop_padding: int
     random_flip: bool
+    random_erasing: float
     image_size: int
     train_scale_range: tuple[int, int]
     eval_crops: tuple[tuple[int, int], ...]
@@ -97,6 +98,9 @@ def make_pipeline(
         'none' (no augmentation), 'scale_jitter' or 'inception_crop' (ImageNet; streamed).
       crop_padding: pixels of zero padding on each side for 'pad_crop_flip' (4 for CIFAR).
       random_flip: whether 'pad_crop_flip', 'scale_jitter' and 'inception_crop' flip.
+      random_erasing (0.0): the probability that 'pad_crop_flip' erases a random rectangle of a
+        training image after the crop and flip (preact.data.augment.random_erasing); 0 is off,
+        the paper's recipe.
     Optional fields, for streamed (ImageNet) datasets:
       image_size (224): the training crop.
       train_scale_range ((256, 480)): the shorter-side range of 'scale_jitter'.
@@ -170,6 +174,8 @@ def read_settings(config) -> DataSettings:
         augment=required("augment"),
         crop_padding=required("crop_padding"),
         random_flip=required("random_flip"),
+        # Optional: configs written before the option existed have no such field.
+        random_erasing=config.get("random_erasing", 0.0),
         image_size=required("image_size"),
         train_scale_range=tuple(required("train_scale_range")),
         eval_crops=tuple(tuple(pair) for pair in required("eval_crops")),
@@ -196,6 +202,14 @@ def read_settings(config) -> DataSettings:
     _check_int("crop_padding", settings.crop_padding, minimum=0)
     if not isinstance(settings.random_flip, bool | np.bool_):
         raise DataError(f"config.random_flip must be a bool, got {settings.random_flip!r}")
+    erasing = settings.random_erasing
+    if isinstance(erasing, bool) or not isinstance(erasing, int | float) or not 0 <= erasing <= 1:
+        raise DataError(f"config.random_erasing must be a probability in [0, 1], got {erasing!r}")
+    if erasing and settings.augment != "pad_crop_flip":
+        raise DataError(
+            f"config.random_erasing = {erasing} needs config.augment = 'pad_crop_flip' (the "
+            f"in-memory pipeline erases on the device), got {settings.augment!r}"
+        )
     if settings.augment in _STREAMING_AUGMENTS:  # early, before any data is read
         _check_streaming(settings)
     return settings
@@ -310,6 +324,7 @@ def _device_pipeline(settings, data, devices, process_index, process_count) -> D
         rng_impl=settings.rng_impl,
         padding=settings.crop_padding if crop_flip else 0,
         flip=flip,
+        erasing=settings.random_erasing if crop_flip else 0.0,
         devices=devices,
         process_index=process_index,
         process_count=process_count,
