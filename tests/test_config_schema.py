@@ -77,6 +77,16 @@ def test_documented_overrides_work_on_every_config(path):
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES)
+def test_random_erasing_parses_on_every_config_and_is_refused_where_it_cannot_run(path):
+    config = _parse(path, "--config.random_erasing=0.5")
+    if config.augment == "pad_crop_flip":
+        assert pipeline.read_settings(config).random_erasing == 0.5
+    else:  # the streamed ImageNet augmentations: refused before any data is read
+        with pytest.raises(pipeline.DataError, match="random_erasing = 0.5 needs"):
+            pipeline.read_settings(config)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES)
 def test_open_dicts_are_overridden_whole_on_every_config(path):
     """``model.unit_options`` and ``optimizer_kwargs`` hold the options of a part chosen by name;
     the command line sets them as one dict (their keys cannot be declared in advance)."""
