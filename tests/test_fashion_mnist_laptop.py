@@ -30,7 +30,7 @@ def test_only_the_schedule_and_augmentation_differ_from_the_first_run():
     assert laptop.model.to_dict() == first.model.to_dict()  # the same PreAct-20, width 16
     assert (laptop.dataset, laptop.batch_size, laptop.random_flip) == ("fashion_mnist", 128, True)
     assert laptop.crop_padding == 2 and first.crop_padding == 4
-    assert laptop.random_erasing == 0.5 and first.random_erasing == 0.0
+    assert laptop.random_erasing == first.random_erasing == 0.0  # erasing did not pay
     assert (laptop.schedule, laptop.nesterov, laptop.weight_decay) == ("cosine", True, 5e-4)
 
 
