@@ -26,8 +26,8 @@ Sizing: the number of epochs is the one knob, set by how fast the train step run
 an AMD EPYC of family 25 (Zen 3, AVX2) the step runs at about 310 images/s (jax 0.12.1, with or
 without preact.xla_flags' CPU setting; benchmarks/results/cpu_fashion_mnist_zen3.json), 0.38-0.44
 s a step with the input pipeline and the six evaluations, the same machine slowing through a day:
-20 epochs took 59-64 minutes (71 and 72 on a slower evening, at about 285 images/s), 22 took
-71 and 75. On the family-23 EPYC of the earlier runs the
+20 epochs took 59-64 minutes (71 and 72 with erasing on a slower evening, at about 285
+images/s; erasing itself costs next to nothing), 22 took 71 and 75. On the family-23 EPYC of the earlier runs the
 step ran at about 200 images/s: there 13 epochs fill 70 minutes (``--config.num_train_steps=6084``,
 and set the evaluation and checkpoint intervals to a sixth of it).
 
