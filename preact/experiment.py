@@ -46,7 +46,7 @@ def check_run(
     config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1
 ) -> None:
     """The run's own fields: batches split evenly over every device of every process, positive
-    intervals, a known ``on_divergence``."""
+    intervals, a known ``on_divergence``, a ``label_smoothing`` in [0, 1)."""
     shards = num_devices * num_processes
     for field in ("batch_size", "eval_batch_size"):
         value = config[field]
@@ -60,6 +60,14 @@ def check_run(
             raise ValueError(f"{field} must be positive, got {config[field]}")
     if config.on_divergence not in ON_DIVERGENCE:
         raise ValueError(f"unknown on_divergence {config.on_divergence!r}; valid: {ON_DIVERGENCE}")
+    smoothing = config.get("label_smoothing", 0.0)
+    # bool is an int to Python; True would silently mean "all the mass off the label".
+    if (
+        isinstance(smoothing, bool)
+        or not isinstance(smoothing, (int, float))
+        or not 0 <= smoothing < 1
+    ):
+        raise ValueError(f"label_smoothing must be in [0, 1), got {smoothing!r}")
 
 
 def validate(config: ml_collections.ConfigDict, *, num_devices: int, num_processes: int = 1) -> Any:

@@ -117,6 +117,17 @@ def abstract_train_state(
     return jax.eval_shape(lambda: create_train_state(config, model, image_shape, schedule))
 
 
+def training_loss(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+    """The mean cross-entropy the step minimises: against the one-hot labels (the paper's), or
+    with ``label_smoothing`` > 0 against targets of 1 - label_smoothing + label_smoothing / K on
+    the label and label_smoothing / K on each of the other K - 1 classes (Szegedy et al. 2016,
+    "Rethinking the Inception architecture", Sec. 7)."""
+    if not label_smoothing:
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets).mean()
+
+
 def train_step(
     state: TrainState,
     batch: dict[str, jax.Array],
@@ -125,11 +136,13 @@ def train_step(
     seed: int,
     rng_impl: str = "threefry2x32",
     ordered: bool = False,
+    label_smoothing: float = 0.0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD step on this device's share of the batch; call it through :func:`parallel`.
 
     ``ordered``: every mean over devices in one fixed device order (``deterministic_reductions``,
-    :mod:`preact.reductions`), bit-identical on every process layout.
+    :mod:`preact.reductions`), bit-identical on every process layout. ``label_smoothing``: see
+    :func:`training_loss`; the logged ``train_loss`` is then the smoothed loss it minimises.
     """
     pmean = functools.partial(reductions.pmean, axis_name=AXIS, ordered=ordered)
     # Dropout (the dropout-shortcut variant) draws from (seed, step, device): a pure function of
@@ -146,7 +159,7 @@ def train_step(
             rngs={"dropout": rng},
         )
         # The data loss only, as Caffe reports it; weight decay lives in the optimizer.
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"]).mean()
+        loss = training_loss(logits, batch["label"], label_smoothing)
         return loss, (new_model_state["batch_stats"], logits)
 
     (loss, (batch_stats, logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -225,6 +238,7 @@ def make_train_step(
         seed=config.seed,
         rng_impl=config.rng_impl,
         ordered=config.deterministic_reductions,
+        label_smoothing=float(config.get("label_smoothing", 0.0)),
     )
     return parallel(step, devices)
 

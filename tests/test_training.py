@@ -186,6 +186,8 @@ def no_compile(monkeypatch):
         (dict(dataset="nosuchdataset"), "nosuchdataset"),
         (dict(learning_rate=0.0), "learning_rate must be positive, got 0.0"),
         (dict(lr_boundaries_steps=(2.5,)), "must be iteration numbers"),
+        (dict(label_smoothing=1.0), r"label_smoothing must be in \[0, 1\), got 1.0"),
+        (dict(label_smoothing=-0.1), r"label_smoothing must be in \[0, 1\), got -0.1"),
     ],
 )
 def test_bad_config_raises_before_compile(tmp_path, no_compile, overrides, match):
@@ -245,6 +247,7 @@ def _one_line_error(out):
         ("--config.learning_rate=-1", "learning_rate must be positive, got -1.0"),
         ("--config.batch_size=0", "batch_size=0 must be a positive multiple"),
         ("--config.keep_checkpoints=0", "keep_checkpoints=0 must be an integer of at least 1"),
+        ("--config.label_smoothing=1", "label_smoothing must be in [0, 1), got 1.0"),
         ("--no_such_flag=1", "Unknown command line flag 'no_such_flag'"),
         # the open dicts are set whole; a dotted key gets the form that works
         (
