@@ -1,6 +1,8 @@
 """preact.analysis.flip_test: the single view it reports is eval.py's error, the flip-averaged
 prediction mirrors the width, and it refuses a dataset trained without flips."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from preact import configuration, training
 from preact.analysis import flip_test
-from tests.helpers import tiny_config
+from tests.helpers import ROOT, tiny_config
 
 
 def _manual_predictions(state, images):
@@ -81,7 +83,7 @@ def test_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
 
 def test_overrides_reach_the_config():
     config = flip_test.load_config(
-        "configs/fashion_mnist_laptop.py",
+        os.path.join(ROOT, "configs", "fashion_mnist_laptop.py"),
         [
             "--config.num_train_steps=10296",
             "--config.label_smoothing=0.1",
