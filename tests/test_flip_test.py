@@ -91,3 +91,11 @@ def test_overrides_reach_the_config():
         ],
     )
     assert (config.num_train_steps, config.label_smoothing, config.model.width) == (10296, 0.1, 8)
+
+
+def test_a_bad_override_is_one_line_and_exit_2(tmp_path, capsys):
+    rc = flip_test.main(["--config=configs/fashion_mnist_laptop.py",
+                         "--override=--config.learning_rat=0.1", str(tmp_path)])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "learning_rat" in err[0], err

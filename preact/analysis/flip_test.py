@@ -15,10 +15,9 @@ same condition under which training flips.
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import json
 import os
+import shlex
 import sys
 from typing import Any
 
@@ -26,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from preact import data, provenance, reductions, training
+from preact import cli, data, provenance, reductions, training
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -72,19 +71,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
 
 def load_config(path: str, overrides: list[str]) -> ml_collections.ConfigDict:
-    """A config file's ``get_config()`` with ``--config.FIELD=VALUE`` overrides applied."""
-    spec = importlib.util.spec_from_file_location("flip_test_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config()
-    for flag in overrides:
-        field, value = flag.removeprefix("--config.").split("=", 1)
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value  # a bare string, as absl takes it
-        config.update_from_flattened_dict({field: parsed})
-    return config
+    """A config file with ``--config.FIELD=VALUE`` overrides, read as ``train.py`` reads them
+    (:func:`preact.cli.config_from_spec`; ValueError with its message)."""
+    return cli.config_from_spec(shlex.join([path, *overrides]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -99,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.isfile(path):
         print(f"flip_test: no config file {args.config!r}", file=sys.stderr)
         return 2
-    config = load_config(path, args.override)
+    try:
+        config = load_config(path, args.override)
+    except ValueError as e:
+        print(f"flip_test: {e}", file=sys.stderr)
+        return 2
     if not config.get("random_flip", False):
         print(f"flip_test: {args.config} does not train with flips (random_flip is off): its "
               "classes need not be mirror-invariant", file=sys.stderr)  # fmt: skip
