@@ -66,7 +66,7 @@ def test_the_single_view_is_eval_py_error(tmp_path):
 
 def test_a_dataset_trained_without_flips_is_refused(tmp_path, capsys):
     """The smoke config's digits are not mirror-invariant: one line, exit 2, nothing read."""
-    rc = flip_test.main(["--config=configs/smoke.py", str(tmp_path)])
+    rc = flip_test.main(["--config=smoke", str(tmp_path)])
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "random_flip is off" in err[0]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from typing import Any
@@ -26,8 +25,6 @@ import jax.numpy as jnp
 import ml_collections
 
 from preact import cli, data, provenance, reductions, training
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def flip_eval_step(state: Any, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -70,10 +67,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     }
 
 
-def load_config(path: str, overrides: list[str]) -> ml_collections.ConfigDict:
-    """A config file with ``--config.FIELD=VALUE`` overrides, read as ``train.py`` reads them
-    (:func:`preact.cli.config_from_spec`; ValueError with its message)."""
-    return cli.config_from_spec(shlex.join([path, *overrides]))
+def load_config(name_or_path: str, overrides: list[str]) -> ml_collections.ConfigDict:
+    """A config (a name or a file) with ``--config.FIELD=VALUE`` overrides, read as ``train.py``
+    reads them (:func:`preact.cli.config_from_spec`; ValueError with its message)."""
+    return cli.config_from_spec(shlex.join([name_or_path, *overrides]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,12 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="a JSON file for the results (written whole)")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    path = os.path.join(REPO_ROOT, args.config) if not os.path.isabs(args.config) else args.config
-    if not os.path.isfile(path):
-        print(f"flip_test: no config file {args.config!r}", file=sys.stderr)
-        return 2
     try:
-        config = load_config(path, args.override)
+        config = load_config(args.config, args.override)
     except ValueError as e:
         print(f"flip_test: {e}", file=sys.stderr)
         return 2
