@@ -15,6 +15,7 @@ same condition under which training flips.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import shlex
 import sys
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": " ".join(["python -m preact.analysis.flip_test", *argv]),
             "config": args.config,
             "overrides": args.override,
+            "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "environment": provenance.environment(),
             "runs": rows,
         }
