@@ -12,8 +12,9 @@ Any other optax optimizer is a config change: ``optimizer`` names an optax const
 arguments (``b1``, ``weight_decay`` ...). The coupled L2 decay of ``weight_decay`` applies to every
 optimizer (it is part of the objective the paper minimizes); set it to 0 for AdamW's decoupled
 decay alone. ``schedule`` is ``step`` (the paper's), ``cosine`` (warm-up, then cosine decay to 0
-at ``num_train_steps``) or ``constant``; each keeps the ``warmup_steps`` at
-``warmup_learning_rate``.
+at ``num_train_steps``), ``linear`` (warm-up, then a straight line to 0 at ``num_train_steps``: the
+budget-aware decay Li, Yumer and Ramanan (ICLR 2020) found best when the number of steps is set
+by a time budget) or ``constant``; each keeps the ``warmup_steps`` at ``warmup_learning_rate``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import ml_collections
 import numpy as np
 import optax
 
-SCHEDULES = ("step", "cosine", "constant")
+SCHEDULES = ("step", "cosine", "linear", "constant")
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -43,9 +44,11 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
     def schedule(step: Any) -> Any:
         step = jnp.asarray(step, jnp.int32)
+        t = jnp.clip((step - warmup_steps) / total, 0.0, 1.0)
         if config.schedule == "cosine":
-            t = jnp.clip((step - warmup_steps) / total, 0.0, 1.0)
             lr = 0.5 * base * (1.0 + jnp.cos(jnp.pi * t))
+        elif config.schedule == "linear":
+            lr = base * (1.0 - t)
         else:
             lr = jnp.asarray(base, jnp.float32)
         return jnp.where(step < warmup_steps, warmup_lr, lr)

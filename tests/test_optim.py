@@ -22,6 +22,20 @@ def test_cosine_schedule_values():
     assert float(lr(32)) == pytest.approx(0.1 * (1 + math.cos(math.pi * 22 / 90)), rel=1e-5)
 
 
+def test_linear_schedule_values():
+    """Warm-up, then a straight line from learning_rate to 0 at num_train_steps (catches a
+    cosine, a line that ignores the warm-up, or one ending above 0)."""
+    config = tiny_config(schedule="linear", num_train_steps=100, warmup_steps=10,
+                         warmup_learning_rate=0.01, learning_rate=0.2)  # fmt: skip
+    lr = optim.learning_rate_schedule(config)
+    assert float(lr(9)) == pytest.approx(0.01) and float(lr(10)) == pytest.approx(0.2)
+    assert float(lr(55)) == pytest.approx(0.1)  # half-way through the 90 decay steps
+    assert float(lr(32)) == pytest.approx(0.2 * (1 - 22 / 90), rel=1e-5)
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-7) and float(lr(150)) == 0.0
+    config.lr_boundaries_steps = ()
+    optim.check_config(config)  # a known schedule: no error
+
+
 def test_adamw_is_optax_adamw_after_the_coupled_decay():
     config = tiny_config(optimizer="adamw", schedule="constant", weight_decay=0.0,
                          warmup_steps=0, learning_rate=1e-3)  # fmt: skip
@@ -41,7 +55,7 @@ def test_adamw_is_optax_adamw_after_the_coupled_decay():
     [
         (dict(optimizer="nonesuch"), "optimizer 'nonesuch' is not an optax optimizer"),
         (dict(optimizer="adamw", optimizer_kwargs={"b3": 1.0}), "optimizer 'adamw' with"),
-        (dict(schedule="linear"), "unknown schedule 'linear'"),
+        (dict(schedule="polynomial"), "unknown schedule 'polynomial'"),
     ],
 )
 def test_bad_optimizer_or_schedule_is_refused_before_compiling(overrides, message):
