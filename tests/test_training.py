@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import subprocess
 
 import chex
@@ -204,6 +205,32 @@ def test_workdir_of_another_model_is_refused(tmp_path):
         training.train_and_evaluate(tiny_config(**{"model.depth": 14}), workdir)
     after = {p: os.path.getmtime(os.path.join(r, p)) for r, _, fs in os.walk(workdir) for p in fs}
     assert before == after
+
+
+def _tree_bytes(root):
+    """Every file under ``root``, by its relative path, with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in pathlib.Path(root).rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_workdir_of_another_network_is_refused_by_the_commands(tmp_path):
+    """What a user meets when a config's default network changes under a workdir it trained
+    (the laptop recipe went from width 16 to 24): train.py and eval.py, as real processes,
+    refuse it with one line and exit 2, and leave every file of the trained run as it was."""
+    workdir = str(tmp_path / "run")
+    first = run_script("train.py", "--config=configs/smoke.py", f"--workdir={workdir}",
+                       "--config.num_train_steps=5", *TINY_FLAGS)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _tree_bytes(workdir)
+    wider = [*TINY_FLAGS, "--config.model.width=8", "--config.num_train_steps=10"]
+    for script in ("train.py", "eval.py"):
+        out = run_script(script, "--config=configs/smoke.py", f"--workdir={workdir}", *wider)
+        assert "model.width: checkpoint 4, config 8" in _one_line_error(out)
+        assert _tree_bytes(workdir) == before, script
 
 
 @pytest.mark.slow
