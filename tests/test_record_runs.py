@@ -24,7 +24,7 @@ def test_curves_keep_training_rows_and_test_points(tmp_path):
     rows = [
         {"step": 5, "train_loss": 2.0, "train_error": 80.0, "learning_rate": 0.1},
         {"step": 10, "train_loss": 1.5, "train_error": 60.0, "learning_rate": 0.01,
-         "test_loss": 1.4, "test_error": 55.5},
+         "images_per_sec": 401.26, "test_loss": 1.4, "test_error": 55.5},
         {"step": 12, "test_loss": 1.3, "test_error": 50.25},  # an evaluation on its own
     ]  # fmt: skip
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -32,6 +32,7 @@ def test_curves_keep_training_rows_and_test_points(tmp_path):
     assert c["step"] == [5, 10] and c["train_loss"] == [2.0, 1.5]
     assert c["learning_rate"] == [0.1, 0.01] and c["train_error"] == [80.0, 60.0]
     assert c["test_step"] == [10, 12] and c["test_error"] == [55.5, 50.25]
+    assert c["images_per_sec"] == [None, 401.3]  # one entry per training row, as logged
 
 
 def _main(tmp_path, *extra):

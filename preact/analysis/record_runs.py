@@ -13,8 +13,8 @@ second call trains only the seeds not yet recorded. A record::
     {"what": ..., "config": ..., "runs": [{"seed", "test_error", "test_loss",
       "train_wall_clock_s", "eval_wall_clock_s", "load_average_at_end", "command", "date_utc",
       "environment",
-      "curves": {"step", "train_loss", "train_error", "learning_rate", "test_step",
-                 "test_error"}}]}
+      "curves": {"step", "train_loss", "train_error", "learning_rate", "images_per_sec",
+                 "test_step", "test_error"}}]}
 
 ``environment`` is :func:`preact.provenance.environment` of this process (package versions,
 backend, CPU count and model, git commit) plus the XLA and thread variables of the environment:
@@ -67,7 +67,7 @@ def write(path: str, record: dict[str, Any]) -> None:
 def curves(workdir: str) -> dict[str, list[float]]:
     """The logged training curves and the test error during training, from metrics.jsonl."""
     out: dict[str, list[float]] = {"step": [], **{k: [] for k in CURVE_FIELDS}}
-    out.update(test_step=[], test_error=[])
+    out.update(images_per_sec=[], test_step=[], test_error=[])
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         for line in f:
             row = json.loads(line)
@@ -75,6 +75,10 @@ def curves(workdir: str) -> dict[str, list[float]]:
                 out["step"].append(row["step"])
                 for k in CURVE_FIELDS:
                     out[k].append(round(float(row[k]), 5))
+                # The training rate as logged: a CPU run's minutes depend on it, and a machine
+                # that slows through a day shows here. None where a row has no rate.
+                rate = row.get("images_per_sec")
+                out["images_per_sec"].append(None if rate is None else round(float(rate), 1))
             if "test_error" in row:
                 out["test_step"].append(row["step"])
                 out["test_error"].append(round(float(row["test_error"]), 3))
