@@ -207,32 +207,6 @@ def test_workdir_of_another_model_is_refused(tmp_path):
     assert before == after
 
 
-def _tree_bytes(root):
-    """Every file under ``root``, by its relative path, with its bytes."""
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in pathlib.Path(root).rglob("*")
-        if p.is_file()
-    }
-
-
-@pytest.mark.slow
-def test_a_workdir_of_another_network_is_refused_by_the_commands(tmp_path):
-    """What a user meets when a config's default network changes under a workdir it trained
-    (the laptop recipe went from width 16 to 24): train.py and eval.py, as real processes,
-    refuse it with one line and exit 2, and leave every file of the trained run as it was."""
-    workdir = str(tmp_path / "run")
-    first = run_script("train.py", "--config=configs/smoke.py", f"--workdir={workdir}",
-                       "--config.num_train_steps=5", *TINY_FLAGS)  # fmt: skip
-    assert first.returncode == 0, first.stderr[-3000:]
-    before = _tree_bytes(workdir)
-    wider = [*TINY_FLAGS, "--config.model.width=8", "--config.num_train_steps=10"]
-    for script in ("train.py", "eval.py"):
-        out = run_script(script, "--config=configs/smoke.py", f"--workdir={workdir}", *wider)
-        assert "model.width: checkpoint 4, config 8" in _one_line_error(out)
-        assert _tree_bytes(workdir) == before, script
-
-
 @pytest.mark.slow
 def test_train_py_and_eval_py_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
@@ -357,6 +331,32 @@ def test_a_url_workdir_exits_2_with_one_line_and_writes_nothing(tmp_path, script
     out = run_script(script, "--config=configs/smoke.py", f"--workdir={url}", *TINY_FLAGS)
     assert f"is a URL; {scheme}:// is not supported: mount the bucket" in _one_line_error(out)
     assert set(os.listdir(ROOT)) == before and not os.path.exists("/tmp/run")
+
+
+def _tree_bytes(root):
+    """Every file under ``root``, by its relative path, with its bytes."""
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for p in pathlib.Path(root).rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.slow
+def test_a_workdir_of_another_network_is_refused_by_the_commands(tmp_path):
+    """What a user meets when a config's default network changes under a workdir it trained
+    (the laptop recipe went from width 16 to 24): train.py and eval.py, as real processes,
+    refuse it with one line and exit 2, and leave every file of the trained run as it was."""
+    workdir = str(tmp_path / "run")
+    first = run_script("train.py", "--config=configs/smoke.py", f"--workdir={workdir}",
+                       "--config.num_train_steps=5", *TINY_FLAGS)  # fmt: skip
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = _tree_bytes(workdir)
+    wider = [*TINY_FLAGS, "--config.model.width=8", "--config.num_train_steps=10"]
+    for script in ("train.py", "eval.py"):
+        out = run_script(script, "--config=configs/smoke.py", f"--workdir={workdir}", *wider)
+        assert "model.width: checkpoint 4, config 8" in _one_line_error(out)
+        assert _tree_bytes(workdir) == before, script
 
 
 @pytest.mark.slow

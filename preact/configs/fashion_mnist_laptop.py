@@ -1,4 +1,4 @@
-r"""Pre-activation ResNet-14 at width 24 on Fashion-MNIST: a full cosine schedule in an hour on 2 CPU cores.
+r"""PreAct-14 at width 24 on Fashion-MNIST: a full cosine schedule in an hour on 2 CPU cores.
 
     python train.py --config=configs/fashion_mnist_laptop.py --workdir=/tmp/fmnist_laptop
     python eval.py --config=configs/fashion_mnist_laptop.py --workdir=/tmp/fmnist_laptop
@@ -8,7 +8,7 @@ or, for several seeds with a timed record of each (skipping seeds already record
     python -m preact.analysis.record_runs --config=configs/fashion_mnist_laptop.py \
         --seeds=0,1 --out=results/fashion_mnist_laptop.json
 
-The units of configs/fashion_mnist.py (full pre-activation basic units, Fig. 4e) in a wider,
+The units of configs/fashion_mnist.py (full pre-activation basic units, Fig. 4(e)) in a wider,
 shallower net: PreAct-14, two units a stage instead of three, at width 24 (24/48/96 channels,
 0.39M parameters against PreAct-20 width 16's 0.27M). On a CPU whose convolutions run near its
 peak at these sizes the wider net costs next to nothing more per image, and at the same cost it
@@ -43,8 +43,8 @@ seed 0, family-23 EPYC), 13 epochs at 6.63% (results/fashion_mnist_laptop_13epoc
 family-23 EPYC), 20 epochs at 6.00% and 6.19% for seeds 0 and 1 after 3,513 and 3,812 s, the
 training error at the end 4.8% and 4.5% (results/fashion_mnist_laptop_20epochs.json, this config's
 previous default), 22 epochs at 6.08% and 6.03% (results/fashion_mnist_laptop_22epochs.json):
-past 20 epochs the training error kept falling and the test error did not. Nor did a regulariser
-or another schedule move the 20-epoch runs: random erasing at 0.5 (``--config.random_erasing``,
+past 20 epochs the training error kept falling and the test error did not. No regulariser or
+other schedule moved the 20-epoch runs either: random erasing at 0.5 (``--config.random_erasing``,
 preact.data.augment; Zhong et al.'s default) ended at 6.19% and 6.28%, slowing fitting more than
 it helps within 20 epochs (results/fashion_mnist_laptop_erasing.json); label smoothing 0.1
 (``--config.label_smoothing``, preact.training.training_loss) at 6.21% and 6.08%
